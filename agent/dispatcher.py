@@ -1,0 +1,221 @@
+"""Per-printer queues that turn accepted events into pulses, with retry until the deadline.
+
+One worker per printer, one connection at a time per printer; a dead printer only
+delays its own queue (no head-of-line blocking across printers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from agent import printer_link
+from agent.acks import AckStatus
+from agent.commands import drawer_kick
+from agent.errors import LedgerError, PrinterUnreachable
+from agent.ledger import Ledger
+from agent.logs import QuietLog
+from agent.retry import Backoff, attempt_timeout, next_attempt_at
+from agent.settings import DispatchSettings, PrinterSettings
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One accepted event waiting for its pulse."""
+
+    event_id: str
+    printer_id: str
+    terminal_id: str | None
+    received_at: float
+    deadline: float
+    source: str = "mqtt"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Final result of a job."""
+
+    job: Job
+    status: AckStatus
+    attempts: int
+    sent_at: float | None = None
+    detail: str = ""
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Receipt to write, in milliseconds."""
+        if self.sent_at is None:
+            return None
+        return (self.sent_at - self.job.received_at) * 1000.0
+
+
+@dataclass
+class PrinterQueue:
+    """A printer's queue and the lock every exchange with that printer holds."""
+
+    queue: asyncio.Queue[Job]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    busy: bool = False
+
+
+class Dispatcher:
+    """Owns a worker per printer; `run()` is a long-lived task of the agent's TaskGroup."""
+
+    def __init__(
+        self,
+        printers: Mapping[str, PrinterSettings],
+        ledger: Ledger,
+        settings: DispatchSettings,
+        on_outcome: Callable[[Outcome], Awaitable[None]],
+        resolve: Callable[[str], Address | None] | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.printers = printers
+        self.ledger = ledger
+        self.settings = settings
+        self.on_outcome = on_outcome
+        self.resolve = resolve or self._configured_address
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.queues = {
+            pid: PrinterQueue(asyncio.Queue(maxsize=settings.queue_size)) for pid in printers
+        }
+        self._quiet = {pid: QuietLog(log) for pid in printers}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def has_room(self, printer_id: str) -> bool:
+        """True when the printer's queue can take one more job."""
+        pq = self.queues.get(printer_id)
+        return pq is not None and not pq.queue.full()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; the caller checked has_room() with no await in between."""
+        self._idle.clear()
+        self.queues[job.printer_id].queue.put_nowait(job)
+
+    def lock_for(self, printer_id: str) -> asyncio.Lock:
+        """The lock held while anyone talks to this printer (pulses, health, probes)."""
+        return self.queues[printer_id].lock
+
+    def pending(self) -> int:
+        """Jobs queued or in progress."""
+        return sum(pq.queue.qsize() + int(pq.busy) for pq in self.queues.values())
+
+    async def drained(self) -> None:
+        """Wait until every queue is empty and no pulse is in progress."""
+        while self.pending():
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def run(self) -> None:
+        """Run one worker per printer until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            for pid in self.queues:
+                tg.create_task(self._worker(pid), name=f"dispatch[{pid}]")
+
+    async def _worker(self, printer_id: str) -> None:
+        pq = self.queues[printer_id]
+        while True:
+            job = await pq.queue.get()
+            pq.busy = True
+            try:
+                outcome = await self._deliver(job)
+                try:
+                    self.ledger.finish(
+                        job.event_id,
+                        status=outcome.status.value,
+                        attempts=outcome.attempts,
+                        finished_at=self.clock(),
+                        sent_at=outcome.sent_at,
+                        latency_ms=outcome.latency_ms,
+                        detail=outcome.detail,
+                    )
+                except LedgerError as exc:
+                    log.error(
+                        "event %s %s but not recorded: %s", job.event_id, outcome.status.value, exc
+                    )
+                await self.on_outcome(outcome)
+            finally:
+                pq.busy = False
+                if not self.pending():
+                    self._idle.set()
+
+    async def _deliver(self, job: Job) -> Outcome:
+        printer = self.printers[job.printer_id]
+        payload = drawer_kick(
+            printer.command_set, printer.drawer, printer.pulse_on_ms, printer.pulse_off_ms
+        )
+        quiet = self._quiet[job.printer_id]
+        attempts = 0
+        last_error = "deadline passed while queued behind other events"
+        while True:
+            now = self.clock()
+            timeout = attempt_timeout(self.settings.connect_timeout_s, now, job.deadline)
+            if timeout is None:
+                status = AckStatus.FAILED if attempts else AckStatus.EXPIRED
+                return Outcome(job, status, attempts, detail=last_error)
+            address = self.resolve(job.printer_id)
+            if address is None:
+                last_error = "printer address unknown (waiting for discovery to find it)"
+            else:
+                attempts += 1
+                try:
+                    self.ledger.mark_sending(job.event_id, attempts)
+                except LedgerError as exc:
+                    # Without the record a crash could resend it: never pulse unrecorded.
+                    return Outcome(
+                        job,
+                        AckStatus.FAILED,
+                        attempts - 1,
+                        detail=f"not sent: ledger unwritable ({exc})",
+                    )
+                try:
+                    async with self.queues[job.printer_id].lock:
+                        sent = await printer_link.send(
+                            address[0],
+                            address[1],
+                            payload,
+                            connect_timeout=timeout,
+                            write_timeout=self.settings.write_timeout_s,
+                        )
+                except printer_link.DeliveryUncertain as exc:
+                    quiet.warning("printer %s: %s", job.printer_id, exc.reason)
+                    return Outcome(
+                        job,
+                        AckStatus.FAILED,
+                        attempts,
+                        detail=(
+                            f"delivery uncertain: {exc.reason}; not retried so the drawer "
+                            "cannot open twice"
+                        ),
+                    )
+                except PrinterUnreachable as exc:
+                    self.ledger.mark_not_sent(job.event_id)
+                    last_error = f"{exc.host}:{exc.port}: {exc.reason}"
+                    quiet.warning("printer %s: %s", job.printer_id, last_error)
+                else:
+                    quiet.recovered("printer %s: reachable again", job.printer_id)
+                    return Outcome(job, AckStatus.OPENED, attempts, sent_at=sent.written_at)
+            at = next_attempt_at(
+                self.backoff, max(1, attempts), self.clock(), job.deadline, self.rng
+            )
+            if at is None:
+                status = AckStatus.FAILED if attempts else AckStatus.EXPIRED
+                return Outcome(job, status, attempts, detail=f"until the deadline: {last_error}")
+            await asyncio.sleep(at - self.clock())
+
+    def _configured_address(self, printer_id: str) -> Address | None:
+        printer = self.printers[printer_id]
+        return None if printer.host is None else (printer.host, printer.port)
