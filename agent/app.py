@@ -1,0 +1,214 @@
+"""The running agent: one TaskGroup owns every long-lived task; SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent import __version__, signing
+from agent.acks import AckStatus
+from agent.dispatcher import Dispatcher, Job
+from agent.errors import BrokerError
+from agent.http_api import HttpServer
+from agent.intake import AckPublisher, Intake
+from agent.ledger import SENDING, Ledger
+from agent.mqtt_link import LastWill, MqttLink
+from agent.settings import Settings
+from agent.topics import Topics
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+STOP_BUDGET_S = 4.5
+
+
+@dataclass
+class Agent:
+    """Everything the running agent holds; HTTP handlers read from here."""
+
+    settings: Settings
+    ledger: Ledger
+    link: MqttLink
+    dispatcher: Dispatcher
+    acks: AckPublisher
+    intake: Intake
+    topics: Topics
+    started_at: float = field(default_factory=time.time)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: connected to the broker with a writable ledger."""
+        if not self.link.connected.is_set():
+            return False, f"not connected to broker {self.link.broker}"
+        if not self.ledger.writable():
+            return False, f"ledger {self.ledger.path} is not writable"
+        return True, "ok"
+
+
+def build_keyring(settings: Settings) -> signing.KeyRing | None:
+    """Key ring from settings, or None when no key is configured."""
+    sec = settings.security
+    if not sec.keys and not sec.public_keys:
+        return None
+    return signing.KeyRing.build(sec.keys, sec.public_keys)
+
+
+async def run(
+    settings: Settings,
+    *,
+    install_signals: bool = True,
+    started: Callable[[Agent], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `agent.stopping` is set); return the exit code."""
+    topics = Topics(settings.shop_id)
+    keyring = build_keyring(settings)
+    with Ledger.open(settings.state.path) as ledger:
+        link = MqttLink(
+            settings.mqtt,
+            will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
+        )
+        acks = AckPublisher(link, topics, ledger)
+        dispatcher = Dispatcher(
+            settings.printers,
+            ledger,
+            settings.dispatch,
+            lambda outcome: intake.on_outcome(outcome),  # noqa: PLW0108 (intake is built next)
+        )
+        intake = Intake(settings, ledger, dispatcher, acks, link, keyring)
+        agent = Agent(settings, ledger, link, dispatcher, acks, intake, topics)
+        recover(agent)
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, agent.stopping.set)
+
+        async def on_connect() -> None:
+            await publish_status(agent, "online")
+            await acks.resend_unacked()
+
+        async with HttpServer(agent) as http:
+            log.info(
+                "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
+                __version__,
+                settings.shop_id,
+                len(settings.printers),
+                len(settings.terminals),
+                http.url,
+            )
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(link.run(topics.events, intake.handle, on_connect), name="mqtt"),
+                    tg.create_task(dispatcher.run(), name="dispatch"),
+                    tg.create_task(acks.run(), name="acks"),
+                    tg.create_task(
+                        prune_forever(ledger, settings.state.retention_days), name="prune"
+                    ),
+                ]
+                if started is not None:
+                    started(agent)
+                await agent.stopping.wait()
+                await shutdown(agent)
+                for task in tasks:
+                    task.cancel()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("drawer-agent stopped")
+    return 0
+
+
+async def shutdown(agent: Agent) -> None:
+    """Stop taking events, let in-flight pulses finish (bounded), say offline, within 5 s."""
+    deadline = time.monotonic() + STOP_BUDGET_S
+    agent.link.stop_taking()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(agent.settings.dispatch.grace_s):
+            await agent.dispatcher.drained()
+    if agent.dispatcher.pending():
+        # Claimed events still queued stay 'pending' in the ledger and resume on restart.
+        log.warning(
+            "stopping with %d pulses pending; they resume at the next start if "
+            "still within max_age_s",
+            agent.dispatcher.pending(),
+        )
+    left = max(0.1, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(left / 2):
+            await agent.acks.flush()
+            await publish_status(agent, "offline")
+
+
+async def publish_status(agent: Agent, state: str) -> None:
+    """Retained agent status; the last will carries "offline" when we vanish."""
+    body: dict[str, object] = {"state": state}
+    if state == "online":
+        body.update(
+            version=__version__,
+            started_at=agent.started_at,
+            broker=agent.link.broker,
+            printers=len(agent.settings.printers),
+        )
+    try:
+        await agent.link.publish(agent.topics.agent_status, json.dumps(body).encode(), retain=True)
+    except BrokerError as exc:
+        log.debug("status %s not published: %s", state, exc)
+
+
+def recover(agent: Agent) -> None:
+    """Finish what a previous run left: resume untried events, never resend a started one."""
+    now = time.time()
+    for row in agent.ledger.unfinished():
+        if row.state == SENDING:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.FAILED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail="interrupted: the agent stopped while writing to the "
+                "printer; the pulse may or may not have happened and is not resent",
+            )
+        elif row.printer_id not in agent.settings.printers:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.FAILED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail=f"printer {row.printer_id} is no longer configured",
+            )
+        elif row.deadline <= now:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.EXPIRED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail="deadline passed while the agent was stopped",
+            )
+        elif row.printer_id is not None and agent.dispatcher.has_room(row.printer_id):
+            agent.dispatcher.submit(
+                Job(
+                    event_id=row.event_id,
+                    printer_id=row.printer_id,
+                    terminal_id=row.terminal_id,
+                    received_at=row.received_at,
+                    deadline=row.deadline,
+                    source=row.source,
+                )
+            )
+            log.info(
+                "resuming event %s after restart", row.event_id, extra={"event_id": row.event_id}
+            )
+
+
+async def prune_forever(ledger: Ledger, retention_days: int) -> None:
+    """Delete audit rows past retention, now and every hour."""
+    while True:
+        removed = ledger.prune(time.time() - retention_days * 86400)
+        if removed:
+            log.info("pruned %d ledger rows older than %d days", removed, retention_days)
+        await asyncio.sleep(PRUNE_EVERY_S)

@@ -1,0 +1,337 @@
+"""The aiomqtt adapter: the only module that imports aiomqtt or paho.
+
+It keeps a persistent session (stable client id, clean start off, session expiry), takes
+over PUBACKs (manual ack, so the broker keeps an event until the ledger has it), resubscribes
+after every connect and reconnects forever with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.errors import BrokerError, Redeliver
+from agent.logs import QuietLog
+from agent.retry import Backoff
+from agent.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+# With manual acks the broker sends at most this many unacknowledged QoS 1 messages
+# (MQTT 5 §3.1.2.11.3 Receive Maximum), which bounds our incoming queue.
+RECEIVE_MAXIMUM = 100
+MAX_QOS0_QUEUED = 1000
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One received message, independent of the MQTT library."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class LastWill:
+    """Message the broker publishes when we vanish."""
+
+    topic: str
+    payload: bytes
+
+
+class _Disconnected:
+    pass
+
+
+_DISCONNECTED = _Disconnected()
+
+
+class MqttLink:
+    """One broker connection, re-entered in a loop by `run()`."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        will: LastWill | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.will = will
+        self.backoff = backoff or Backoff(base=0.5, factor=2.0, cap=30.0)
+        self.rng = rng or random.Random()
+        self.generation = 0
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._queue: asyncio.Queue[Incoming | _Disconnected] = asyncio.Queue()
+        self._qos0_queued = 0
+        self._client: aiomqtt.Client | None = None
+        self._quiet = QuietLog(log)
+        self._taking = True
+
+    @property
+    def broker(self) -> str:
+        """host:port, for status messages."""
+        return f"{self.settings.host}:{self.settings.port}"
+
+    async def run(
+        self,
+        topic: str,
+        on_message: Callable[[Incoming], Awaitable[None]],
+        on_connect: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Subscribe to `topic` and feed messages to `on_message`, reconnecting forever."""
+        client = self._make_client()
+        failures = 0
+        while True:
+            try:
+                async with client:
+                    self.connects += 1
+                    failures = 0
+                    await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    self._quiet.recovered("connected to broker %s", self.broker)
+                    log.info("connected to broker %s", self.broker)
+                    await on_connect()
+                    await self._consume(on_message)
+            except (aiomqtt.MqttError, Redeliver) as exc:
+                self.connected.clear()
+                failures += 1
+                delay = self.backoff.delay(failures, self.rng)
+                self._quiet.warning("broker %s: %s; reconnecting", self.broker, exc)
+                log.debug("reconnecting in %.2f s", delay)
+                await asyncio.sleep(delay)
+            finally:
+                self.connected.clear()
+
+    def stop_taking(self) -> None:
+        """Stop handing messages to the consumer; unacked ones stay with the broker."""
+        self._taking = False
+
+    def ack(self, message: Incoming) -> None:
+        """Send the PUBACK for a message handled on the current connection."""
+        # A mid from an earlier connection may now name another in-flight message; the
+        # broker resends that one anyway (MQTT 3.1.1 §4.4, 5.0 §4.4).
+        if message.qos == 0 or message.generation != self.generation or self._client is None:
+            return
+        self._client._client.ack(message.mid, message.qos)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        timeout: float = 5.0,
+    ) -> None:
+        """Publish and, for QoS 1, wait for the broker's PUBACK."""
+        if self._client is None or not self.connected.is_set():
+            raise BrokerError(f"not connected to {self.broker}")
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"publish to {self.broker} failed: {exc}") from None
+
+    async def _consume(self, on_message: Callable[[Incoming], Awaitable[None]]) -> None:
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _Disconnected):
+                raise aiomqtt.MqttError("disconnected from broker")
+            if item.qos == 0:
+                self._qos0_queued -= 1
+            if item.generation != self.generation or not self._taking:
+                continue
+            await on_message(item)
+
+    def _make_client(self) -> aiomqtt.Client:
+        s = self.settings
+        will = None
+        if self.will is not None:
+            will = aiomqtt.Will(self.will.topic, self.will.payload, qos=1, retain=True)
+        kwargs: dict[str, Any] = {}
+        if s.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # Without a session expiry a v5 session dies at disconnect (LIBRARIES §1.3).
+            props.SessionExpiryInterval = s.session_expiry_s
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
+        else:
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id,
+            will=will,
+            keepalive=s.keepalive_s,
+            timeout=10,
+            tls_context=self._tls_context(),
+            **kwargs,
+        )
+        paho = client._client
+        # Manual acks must be on before the first CONNECT: queued session messages
+        # arrive right after CONNACK (LIBRARIES §1.6).
+        paho.manual_ack_set(True)
+        original_connect, original_disconnect = paho.on_connect, paho.on_disconnect
+        assert original_connect is not None
+        assert original_disconnect is not None
+
+        def on_connect(*args: Any, **kwargs: Any) -> None:
+            # paho handles packets in order, so every PUBLISH after this CONNACK is tagged
+            # with the new generation.
+            self.generation += 1
+            original_connect(*args, **kwargs)
+
+        def on_disconnect(*args: Any, **kwargs: Any) -> None:
+            original_disconnect(*args, **kwargs)
+            self._queue.put_nowait(_DISCONNECTED)
+
+        def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
+            if msg.qos == 0:
+                # QoS 0 has no flow control; drop past a bound rather than grow.
+                if self._qos0_queued >= MAX_QOS0_QUEUED:
+                    return
+                self._qos0_queued += 1
+            self._queue.put_nowait(
+                Incoming(
+                    topic=msg.topic,
+                    payload=bytes(msg.payload),
+                    qos=msg.qos,
+                    retain=bool(msg.retain),
+                    mid=msg.mid,
+                    generation=self.generation,
+                )
+            )
+
+        paho.on_connect = on_connect
+        paho.on_disconnect = on_disconnect
+        paho.on_message = on_message
+        self._client = client
+        return client
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if not s.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=s.ca_file)
+            if s.cert_file:
+                ctx.load_cert_chain(s.cert_file, s.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"TLS setup failed: {exc}") from None
+        return ctx
+
+
+class PosClient:
+    """A POS stand-in that publishes events and collects acks (demo, `publish`, tests, bench)."""
+
+    def __init__(self, settings: MqttSettings, ack_topic: str, *, client_id: str) -> None:
+        self.settings = settings
+        self.ack_topic = ack_topic
+        self.client_id = client_id
+        self.acks: dict[str | None, list[dict[str, Any]]] = {}
+        self.extra_topics: dict[str, list[tuple[bytes, bool]]] = {}
+        self._changed = asyncio.Condition()
+        self._client: aiomqtt.Client | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PosClient:
+        s = self.settings
+        tls = MqttLink(s)._tls_context()
+        protocol = aiomqtt.ProtocolVersion.V5 if s.protocol == 5 else aiomqtt.ProtocolVersion.V311
+        self._client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=self.client_id,
+            protocol=protocol,
+            tls_context=tls,
+            timeout=10,
+        )
+        try:
+            await self._client.__aenter__()
+            await self._client.subscribe(self.ack_topic, qos=1)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"cannot reach broker {s.host}:{s.port}: {exc}") from None
+        self._reader = asyncio.create_task(self._read(), name=f"pos[{self.client_id}]")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.__aexit__(None, None, None)
+
+    async def watch(self, topic: str) -> None:
+        """Also collect messages of `topic` (retained ones included) in `extra_topics`."""
+        assert self._client is not None
+        self.extra_topics.setdefault(topic, [])
+        await self._client.subscribe(topic, qos=1)
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish like a POS backend would."""
+        assert self._client is not None
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"publish failed: {exc}") from None
+
+    async def wait_ack(
+        self, event_id: str | None, timeout: float = 10.0, count: int = 1
+    ) -> list[dict[str, Any]]:
+        """Wait for `count` acks of `event_id`; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.acks.get(event_id, ())) >= count)
+        return self.acks[event_id]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until `predicate()` holds after some message arrived."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _read(self) -> None:
+        assert self._client is not None
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for msg in self._client.messages:
+                payload = (
+                    bytes(msg.payload)
+                    if isinstance(msg.payload, bytes | bytearray)
+                    else str(msg.payload).encode()
+                )
+                topic = msg.topic.value
+                if topic == self.ack_topic:
+                    try:
+                        ack = json.loads(payload)
+                    except ValueError:
+                        continue
+                    self.acks.setdefault(ack.get("event_id"), []).append(ack)
+                else:
+                    for pattern, seen in self.extra_topics.items():
+                        if msg.topic.matches(pattern):
+                            seen.append((payload, bool(msg.retain)))
+                async with self._changed:
+                    self._changed.notify_all()
