@@ -1,0 +1,333 @@
+"""Command line: `drawer-agent run|check-config|kick|publish|emulate|models|demo|discover`.
+
+Exit codes: 0 success; 1 runtime failure (printer unreachable, broker unreachable, no ack);
+2 usage or configuration error (the message names the key); 3 `publish` got an ack whose
+status is not `opened`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent import __version__, catalogue
+from agent.commands import CommandSet, drawer_kick
+from agent.errors import AgentError, BrokerError, ConfigError, LedgerError, PrinterUnreachable
+from agent.events import EventType
+from agent.settings import Settings
+from discovery import cli as discovery_cli
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_NOT_OPENED = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"drawer-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (LedgerError, BrokerError, PrinterUnreachable, AgentError) as exc:
+        print(f"drawer-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole CLI."""
+    parser = argparse.ArgumentParser(
+        prog="drawer-agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"drawer-agent {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text (default) or JSON",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the agent")
+    p.add_argument("--config", type=Path, help="TOML file (default: $DRAWER_AGENT_CONFIG)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and print it redacted")
+    p.add_argument("config", type=Path, nargs="?")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("kick", help="send one test pulse to a printer")
+    p.add_argument("printer_id", nargs="?", help="a printer of the config file")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int, default=9100)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--model",
+        choices=catalogue.ids(),
+        metavar="MODEL",
+        help="catalogue id (see `drawer-agent models`)",
+    )
+    group.add_argument("--command-set", choices=[c.value for c in CommandSet])
+    p.add_argument("--drawer", type=int, choices=(1, 2), default=None)
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(func=cmd_kick)
+
+    p = sub.add_parser(
+        "publish", help="publish one well-formed event (a POS stand-in) and print the ack"
+    )
+    p.add_argument("--type", required=True, choices=[t.value for t in EventType])
+    p.add_argument("--terminal", required=True)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--event-id")
+    p.add_argument("--amount", type=float)
+    p.add_argument("--payment-method", default="cash")
+    p.add_argument("--kid", help="signing key id (default: the first configured)")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("emulate", help="run a virtual receipt printer")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--command-set", choices=[c.value for c in CommandSet], default="escpos")
+    p.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("models", help="list the printer catalogue")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="a whole shop on loopback: broker, printers, events")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("discover", help="find receipt printers on the LAN")
+    discovery_cli.add_arguments(p)
+    p.set_defaults(func=discovery_cli.run)
+    return parser
+
+
+def load(path: Path | None) -> Settings:
+    """Settings from a file (or $DRAWER_AGENT_CONFIG) plus the environment."""
+    from agent.settings_io import load_settings
+
+    if path is None and os.environ.get("DRAWER_AGENT_CONFIG"):
+        path = Path(os.environ["DRAWER_AGENT_CONFIG"])
+    if path is None:
+        raise ConfigError("--config", "no config file given (or set DRAWER_AGENT_CONFIG)")
+    return load_settings(path, os.environ)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent until SIGTERM."""
+    from agent import app, logs
+
+    settings = load(args.config)
+    logs.configure(args.log_format or settings.log_format, settings.log_level)
+    try:
+        return asyncio.run(app.run(settings))
+    except OSError as exc:
+        print(f"drawer-agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate and print the effective settings, secrets redacted."""
+    settings = load(args.config)
+    print(json.dumps(settings.redacted(), indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_kick(args: argparse.Namespace) -> int:
+    """One test pulse, written to the audit trail when a config is used."""
+    from agent import printer_link
+
+    if args.printer_id:
+        settings = load(args.config)
+        printer = settings.printers.get(args.printer_id)
+        if printer is None:
+            raise ConfigError(f"printers.{args.printer_id}", "no such printer in the config")
+        if printer.host is None:
+            raise ConfigError(
+                f"printers.{args.printer_id}.host",
+                "not set; the printer is found by discovery while the agent runs",
+            )
+        host, port, cs = printer.host, printer.port, printer.command_set
+        drawer = args.drawer or printer.drawer
+        on_ms, off_ms = printer.pulse_on_ms, printer.pulse_off_ms
+    else:
+        if not args.host or not (args.model or args.command_set):
+            raise ConfigError("kick", "give PRINTER_ID, or --host with --model or --command-set")
+        model = catalogue.get(args.model) if args.model else None
+        cs = model.command_set if model else CommandSet(args.command_set)
+        host, port, drawer = args.host, args.port, args.drawer or 1
+        on_ms = model.pulse_on_ms if model else 100
+        off_ms = model.pulse_off_ms if model else 500
+        settings = None
+    payload = drawer_kick(cs, drawer, on_ms, off_ms)
+    started = time.time()
+    sent = asyncio.run(
+        printer_link.send(
+            host, port, payload, connect_timeout=args.timeout, write_timeout=args.timeout
+        )
+    )
+    print(
+        f"pulsed drawer {drawer} on {host}:{port} ({cs}): {payload.hex(' ')} "
+        f"in {(sent.written_at - started) * 1000:.1f} ms"
+    )
+    if settings is not None:
+        _audit_manual_kick(settings, args.printer_id, started, sent.written_at)
+    return EXIT_OK
+
+
+def _audit_manual_kick(settings: Settings, printer_id: str, started: float, sent: float) -> None:
+    from agent.ledger import Ledger
+
+    with Ledger.open(settings.state.path) as ledger:
+        event_id = f"manual-{uuid.uuid4()}"
+        ledger.claim(
+            event_id=event_id,
+            type_="manual_kick",
+            terminal_id=None,
+            printer_id=printer_id,
+            occurred_at=started,
+            received_at=started,
+            deadline=started,
+            source="cli",
+        )
+        ledger.finish(
+            event_id,
+            status="opened",
+            attempts=1,
+            finished_at=time.time(),
+            sent_at=sent,
+            latency_ms=(sent - started) * 1000,
+            detail="manual test pulse from the CLI",
+        )
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish one event as the POS would, and print the ack."""
+    from agent import signing
+    from agent.mqtt_link import PosClient
+    from agent.topics import Topics
+
+    settings = (
+        load(args.config)
+        if (args.config or os.environ.get("DRAWER_AGENT_CONFIG"))
+        else _local_settings()
+    )
+    event: dict[str, object] = {
+        "event_id": args.event_id or f"cli-{uuid.uuid4()}",
+        "type": args.type,
+        "terminal_id": args.terminal,
+        "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "payment_method": args.payment_method,
+    }
+    if args.amount is not None:
+        event.update(amount=args.amount, currency="EUR")
+    keys = settings.security.keys
+    if keys:
+        kid = args.kid or next(iter(keys))
+        if kid not in keys:
+            raise ConfigError(f"security.keys.{kid}", "no such key")
+        payload = signing.sign_hs256(event, kid, keys[kid]).encode()
+    elif settings.security.require_signed:
+        raise ConfigError(
+            "security.keys",
+            "require_signed is true but only public keys are "
+            "configured; the agent cannot sign (use the POS signing key)",
+        )
+    else:
+        payload = json.dumps(event).encode()
+    topics = Topics(settings.shop_id)
+
+    async def go() -> dict[str, object] | None:
+        async with PosClient(
+            settings.mqtt, topics.acks, client_id=f"drawer-agent-publish-{uuid.uuid4().hex[:8]}"
+        ) as pos:
+            await pos.publish(topics.events, payload)
+            try:
+                return (await pos.wait_ack(str(event["event_id"]), timeout=args.timeout))[0]
+            except TimeoutError:
+                return None
+
+    ack = asyncio.run(go())
+    if ack is None:
+        print(
+            f"drawer-agent: no ack for {event['event_id']} within {args.timeout:g} s "
+            "(is the agent running for this shop?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    print(json.dumps(ack, indent=2))
+    return EXIT_OK if ack.get("status") == "opened" else EXIT_NOT_OPENED
+
+
+def _local_settings() -> Settings:
+    from agent.settings import validate
+
+    return validate(
+        {"shop_id": os.environ.get("DRAWER_AGENT_SHOP_ID", "salon-42")},
+        lambda p: Path(p).read_bytes(),
+    )
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """Run a virtual printer until Ctrl-C."""
+    from agent import emulator, logs
+
+    logs.configure(args.log_format or "text", "INFO")
+    try:
+        asyncio.run(emulator.serve_forever(args.host, args.port, CommandSet(args.command_set)))
+    except OSError as exc:
+        print(f"drawer-agent: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the catalogue."""
+    from agent import escpos_profiles
+
+    rows = [
+        m.to_json() | {"profile": escpos_profiles.describe(m.escpos_profile)}
+        for m in catalogue.MODELS
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'id':<22} {'vendor':<8} {'model':<24} {'command set':<13} {'drawers':>7}  notes")
+    for m in catalogue.MODELS:
+        flags = []
+        if m.raster_only:
+            flags.append("raster-only")
+        if m.integrated_drawer:
+            flags.append("integrated drawer")
+        if m.realtime_pulse:
+            flags.append("real-time pulse")
+        print(
+            f"{m.id:<22} {m.vendor:<8} {m.name:<24} {m.command_set!s:<13} {m.drawers:>7}  "
+            f"{', '.join(flags)}"
+        )
+    return EXIT_OK
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    """Run the self-contained demo."""
+    from agent import demo, logs
+
+    logs.configure("text", "WARNING")
+    return asyncio.run(demo.run_demo())
