@@ -141,8 +141,10 @@ def parse_rfc3339(value: object) -> float | None:
     if "." in text:
         # fromisoformat takes at most 6 fractional digits; RFC 3339 allows more.
         head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]:0<6}{rest[len(digits) :]}"
+        digits = re.match(r"\d*", rest)
+        assert digits is not None
+        frac = digits.group()
+        text = f"{head}.{frac[:6]:0<6}{rest[len(frac) :]}"
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:

@@ -112,7 +112,7 @@ class Ledger:
             # Prove the file is writable now rather than at the first event.
             with ledger._tx():
                 conn.execute("CREATE TABLE IF NOT EXISTS write_probe (x)")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"{where}: {exc}") from None
         return ledger
 

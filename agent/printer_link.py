@@ -62,7 +62,12 @@ async def send(
         try:
             async with asyncio.timeout(write_timeout):
                 await writer.drain()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            # A reset means the printer's socket closed with our bytes unread (a NIC that
+            # is busy with another session aborts this way, PROTOCOLS §3): nothing pulsed.
+            raise PrinterUnreachable(host, port, f"{_describe(exc)} before reading") from None
         except (TimeoutError, OSError) as exc:
+            # The bytes may sit in the printer's buffer and still be read later.
             raise DeliveryUncertain(
                 host, port, f"write did not complete: {_describe(exc)}"
             ) from None
