@@ -1,0 +1,99 @@
+"""The SQLite ledger on real files: dedup across restarts, migrations, retention, bad files."""
+
+import sqlite3
+
+import pytest
+
+from agent.errors import LedgerError
+from agent.ledger import MIGRATIONS, Ledger
+
+
+def claim(ledger, event_id, received_at=100.0, status=None):
+    return ledger.claim(event_id=event_id, type_="sale", terminal_id="T1", printer_id="front",
+                        occurred_at=received_at, received_at=received_at,
+                        deadline=received_at + 30, status=status)
+
+
+def test_claim_is_once_across_restarts(tmp_path):
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path) as ledger:
+        assert claim(ledger, "e1") is None
+        ledger.mark_sending("e1", 1)
+        ledger.finish("e1", status="opened", attempts=1, finished_at=101.0, sent_at=100.5,
+                      latency_ms=0.5)
+    with Ledger.open(path) as ledger:
+        again = claim(ledger, "e1")
+        assert again is not None
+        assert (again.status, again.state, again.attempts) == ("opened", "final", 1)
+        assert ledger.count() == 1
+        assert ledger.schema_version == len(MIGRATIONS)
+
+
+def test_unfinished_and_unacked(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        claim(ledger, "pending")
+        claim(ledger, "sending")
+        ledger.mark_sending("sending", 1)
+        claim(ledger, "done", status="ignored")
+        assert [r.event_id for r in ledger.unfinished()] == ["pending", "sending"]
+        assert [r.event_id for r in ledger.unacked()] == ["done"]
+        ledger.mark_acked("done")
+        assert ledger.unacked() == []
+
+
+def test_prune_keeps_recent_and_unfinished(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        claim(ledger, "old", received_at=10.0, status="opened")
+        claim(ledger, "old-pending", received_at=10.0)
+        claim(ledger, "new", received_at=1000.0, status="opened")
+        ledger.reject(event_id=None, reason="x", size=3, received_at=10.0)
+        assert ledger.prune(before=500.0) == 2
+        assert {r.event_id for r in ledger.recent(10)} == {"old-pending", "new"}
+        assert ledger.recent_rejections() == []
+
+
+def test_rejections_do_not_claim_the_event_id(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        ledger.reject(event_id="e9", reason="bad signature", size=10, received_at=1.0)
+        assert claim(ledger, "e9") is None
+        assert ledger.recent_rejections()[0]["reason"] == "bad signature"
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "l.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(LedgerError, match=str(path)):
+        Ledger.open(path)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "l.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(LedgerError, match="newer than this agent"):
+        Ledger.open(path)
+
+
+@pytest.mark.parametrize("path", ["/proc/drawer-agent-test.db", "/proc/drawer-agent-test/l.db"])
+def test_read_only_filesystem_is_a_clear_error(path):
+    # /proc is read-only even for root, unlike a chmod'ed directory.
+    with pytest.raises(LedgerError, match="drawer-agent-test"):
+        Ledger.open(path)
+
+
+def test_unwritable_ledger_is_a_clear_error(tmp_path):
+    # A directory where the file should be is unwritable for root too.
+    (tmp_path / "l.db").mkdir()
+    with pytest.raises(LedgerError, match="l.db"):
+        Ledger.open(tmp_path / "l.db")
+
+
+def test_writable_reports_a_full_disk(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        assert ledger.writable()
+        ledger._conn.execute("PRAGMA max_page_count=1")  # the file cannot grow: as if full
+        with pytest.raises(LedgerError, match="full"):
+            for i in range(100):
+                claim(ledger, f"fill-{i}")
+        assert ledger.count() < 100

@@ -1,0 +1,69 @@
+"""Raw TCP 9100 against real sockets: refused, reset, silent, hanging, healthy."""
+
+import pytest
+
+from agent import printer_link
+from agent.commands import CommandSet, drawer_kick
+from agent.emulator import Behaviour, VirtualPrinterServer
+from agent.errors import PrinterUnreachable
+from tests.conftest import free_port
+
+KICK = drawer_kick(CommandSet.ESCPOS, 1, 100, 500)
+
+
+async def test_send_reaches_the_virtual_printer():
+    async with VirtualPrinterServer() as vp:
+        sent = await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
+                                       write_timeout=1)
+        pulses = await vp.wait_for_pulses(1)
+    assert pulses[0].drawer == 1
+    assert sent.written_at <= pulses[0].at
+
+
+async def test_refused_is_retryable():
+    with pytest.raises(PrinterUnreachable, match="refused") as info:
+        await printer_link.send("127.0.0.1", free_port(), KICK, connect_timeout=1, write_timeout=1)
+    assert not isinstance(info.value, printer_link.DeliveryUncertain)
+
+
+async def test_reset_on_accept_is_retryable_and_pulses_nothing():
+    async with VirtualPrinterServer(behaviour=Behaviour.RESET) as vp:
+        with pytest.raises(PrinterUnreachable) as info:
+            await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
+                                    write_timeout=1)
+        assert not isinstance(info.value, printer_link.DeliveryUncertain)
+        assert vp.pulses == []
+
+
+async def test_second_session_is_reset_like_a_single_session_nic():
+    async with VirtualPrinterServer(behaviour=Behaviour.NORMAL, max_sessions=1) as vp:
+        reader_writer = await __import__("asyncio").open_connection("127.0.0.1", vp.port)
+        try:
+            with pytest.raises(PrinterUnreachable):
+                await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
+                                        write_timeout=1)
+        finally:
+            reader_writer[1].close()
+        assert vp.pulses == []
+
+
+async def test_hanging_connect_times_out(hanging_port):
+    with pytest.raises(PrinterUnreachable, match="connect timed out"):
+        await printer_link.send("127.0.0.1", hanging_port.port, KICK, connect_timeout=0.2,
+                                write_timeout=0.2)
+
+
+async def test_status_exchange_reads_the_drawer_sensor():
+    async with VirtualPrinterServer(open_for_s=5) as vp:
+        closed = await printer_link.exchange("127.0.0.1", vp.port, b"\x10\x04\x01", 1, timeout=1)
+        await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=1)
+        await vp.wait_for_pulses(1)
+        opened = await printer_link.exchange("127.0.0.1", vp.port, b"\x10\x04\x01", 1, timeout=1)
+    assert closed[0] & 0x04 == 0x04  # pin 3 HIGH: closed
+    assert opened[0] & 0x04 == 0
+
+
+async def test_silent_printer_gives_no_status_reply():
+    async with VirtualPrinterServer(behaviour=Behaviour.SILENT) as vp:
+        with pytest.raises(PrinterUnreachable, match="no status reply"):
+            await printer_link.exchange("127.0.0.1", vp.port, b"\x10\x04\x01", 1, timeout=0.2)

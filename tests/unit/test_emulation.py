@@ -1,0 +1,52 @@
+"""The virtual printer decodes like the real one, whatever the chunking."""
+
+import pytest
+
+from agent.commands import CommandSet, drawer_kick, realtime_drawer_kick
+from agent.emulation import VirtualPrinter
+
+
+def feed_in_chunks(printer, data, size, now=100.0):
+    out = b""
+    for i in range(0, len(data), size):
+        out += printer.feed(data[i:i + size], now)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_escpos_kicks_and_status_any_chunking(chunk):
+    p = VirtualPrinter(CommandSet.ESCPOS, open_for_s=3)
+    data = drawer_kick(CommandSet.ESCPOS, 2, 100, 500) + b"\x10\x04\x01" + b"\x1d\x49\x43"
+    reply = feed_in_chunks(p, data, chunk)
+    assert [(x.drawer, x.on_ms, x.off_ms) for x in p.pulses] == [(2, 100, 500)]
+    assert reply[0] & 0x04 == 0  # pin 3 LOW: drawer open
+    assert reply[1:] == b"_TM-T20III\x00"
+
+
+def test_escpos_ignores_star_commands_and_star_ignores_escpos():
+    escpos = VirtualPrinter(CommandSet.ESCPOS)
+    escpos.feed(drawer_kick(CommandSet.STAR_LINE, 1, 100, 500) + b"\x1a", 0)
+    assert escpos.pulses == []
+    star = VirtualPrinter(CommandSet.STAR_LINE)
+    star.feed(b"\x1b\x70\x00\x32\xfa", 0)
+    assert star.pulses == []
+
+
+def test_star_kick_and_asb():
+    p = VirtualPrinter(CommandSet.STAR_LINE, open_for_s=2)
+    asb = p.feed(drawer_kick(CommandSet.STAR_LINE, 1, 100, 500) + b"\x1a" + b"\x1b\x06\x01", 10)
+    assert [(x.drawer, x.on_ms) for x in p.pulses] == [(1, 100), (2, 200)]
+    assert len(asb) == 9 and asb[2] & 0x04 == 0
+    assert p.feed(b"\x1b\x06\x01", 13)[2] & 0x04 == 0x04  # closed again after open_for_s
+
+
+def test_realtime_pulse_and_other_dle_dc4_functions():
+    p = VirtualPrinter(CommandSet.ESCPOS)
+    p.feed(realtime_drawer_kick(1, 300) + b"\x10\x14\x08\x01\x03\x01\x02\x03\x04\x05", 0)
+    assert [(x.drawer, x.on_ms, x.realtime) for x in p.pulses] == [(1, 300, True)]
+
+
+def test_escpos_out_of_range_m_cancels_the_command():
+    p = VirtualPrinter(CommandSet.ESCPOS)
+    p.feed(b"\x1b\x70\x07\x32\x32", 0)
+    assert p.pulses == []

@@ -1,0 +1,188 @@
+"""Settings validation: a bad or unknown key stops the agent and names the key."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.commands import CommandSet
+from agent.errors import ConfigError
+from agent.events import EventType
+from agent.settings import validate
+from agent.settings_io import load_settings
+
+BASE = {
+    "shop_id": "salon-42",
+    "printers": {"front": {"host": "127.0.0.1", "model": "epson-tm-t20iii"}},
+    "terminals": {"T1": "front", "T2": "front"},
+}
+
+
+def check(raw, files=None):
+    files = files or {}
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(2, "No such file or directory")
+        return files[path]
+
+    return validate(raw, read)
+
+
+def with_(**changes):
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    for dotted, value in changes.items():
+        node = raw
+        *path, last = dotted.split("__")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return raw
+
+
+def test_minimal_config_gets_defaults():
+    s = check(BASE)
+    assert s.shop_id == "salon-42"
+    assert s.mqtt.client_id == "drawer-agent-salon-42"
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.tls) == ("127.0.0.1", 1883, False)
+    assert s.security.max_age_s == 30.0
+    assert s.security.max_pulses_per_minute == 20
+    assert s.policy.open_on == frozenset(EventType)
+    front = s.printers["front"]
+    assert (front.command_set, front.drawer, front.port) == (CommandSet.ESCPOS, 1, 9100)
+    assert front.realtime_pulse is True
+    assert s.terminals == {"T1": "front", "T2": "front"}
+    assert (s.http.host, s.http.port) == ("127.0.0.1", 8080)
+    assert s.state.retention_days == 90
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        ({**BASE, "shop_id": None}, "shop_id", "is required"),
+        ({**BASE, "shop_id": "a/b"}, "shop_id", "must match"),
+        ({**BASE, "shopid": "x"}, "shopid", "unknown key"),
+        (with_(mqtt__urll="mqtt://x"), "mqtt.urll", "unknown key"),
+        (with_(mqtt__url="http://127.0.0.1"), "mqtt.url", "scheme must be"),
+        (with_(mqtt__url="mqtt://u:p@127.0.0.1"), "mqtt.url", "must not carry credentials"),
+        (with_(mqtt__url="mqtt://broker.example"), "mqtt.url", "plaintext MQTT"),
+        (with_(mqtt__keepalive_s="30"), "mqtt.keepalive_s", "must be an integer"),
+        (with_(mqtt__keepalive_s=1), "mqtt.keepalive_s", "outside 5..3600"),
+        (with_(mqtt__password="a", mqtt__password_file="p"), "mqtt.password_file", "not both"),
+        (with_(mqtt__password_file="missing"), "mqtt.password_file", "cannot read missing"),
+        (with_(security__max_age_s=0), "security.max_age_s", "outside"),
+        (with_(security__require_signed=True), "security.require_signed", "no security.keys"),
+        (with_(security__require_signed="yes"), "security.require_signed", "true or false"),
+        (with_(security__keys={"k1": "short"}), "security.keys.k1", "at least 32"),
+        (with_(security__keys={"k1": {"file": "nope"}}), "security.keys.k1.file", "cannot read"),
+        (with_(security__keys={"k1": {"path": "x"}}), "security.keys.k1.file", "is required"),
+        (with_(printers={"front": {"host": "h", "modle": "x", "model": "epson-tm-t20iii"}}),
+         "printers.front.modle", "unknown key"),
+        (with_(printers={"front": {"host": "h", "model": "epson-tm-t99"}}),
+         "printers.front.model", "not in the catalogue"),
+        (with_(printers={"front": {"host": "h"}}), "printers.front", "needs model or command_set"),
+        (with_(printers={"front": {"model": "epson-tm-t20iii"}}), "printers.front",
+         "needs host or match"),
+        (with_(printers={"front": {"host": "h", "command_set": "zpl"}}),
+         "printers.front.command_set", "must be one of"),
+        (with_(printers={"front": {"host": "h", "model": "star-tsp100iii",
+                                   "command_set": "escpos"}}),
+         "printers.front.command_set", "speaks star-graphic"),
+        (with_(printers={"front": {"host": "h", "model": "star-mpop", "drawer": 2}}),
+         "printers.front.drawer", "has only drawer 1"),
+        (with_(printers={"front": {"host": "h", "command_set": "escpos", "drawer": 3}}),
+         "printers.front.drawer", "outside 1..2"),
+        (with_(printers={"front": {"host": "h", "command_set": "escpos", "pulse_on_ms": 600}}),
+         "printers.front.pulse_on_ms", "outside 2..510"),
+        (with_(printers={"front": {"host": "h", "command_set": "escpos", "match": {}}}),
+         "printers.front.match", "needs mac, serial or mdns_name"),
+        (with_(printers={"fr/nt": {"host": "h", "command_set": "escpos"}}), "printers.fr/nt",
+         "printer ids"),
+        (with_(terminals={"T1": "back"}), "terminals.T1", "'back' is not in [printers]"),
+        (with_(policy__open_on=["sale", "theft"]), "policy.open_on", "'theft' is not one of"),
+        (with_(http__listen="8080"), "http.listen", "must be host:port"),
+        (with_(http__token="short"), "http.token", "at least 16"),
+        (with_(discovery__subnets=["10.0.0.0/33"]), "discovery.subnets", "is not a CIDR"),
+        (with_(dispatch__grace_s=10), "dispatch.grace_s", "outside"),
+        ({**BASE, "mqtt": "mqtt://x"}, "mqtt", "must be a table"),
+    ],
+)
+def test_bad_config_names_the_key(raw, key, problem):
+    with pytest.raises(ConfigError) as info:
+        check(raw)
+    assert info.value.key == key
+    assert problem in info.value.problem
+
+
+def test_star_line_model_may_run_in_escpos_emulation():
+    s = check(with_(printers={"front": {"host": "h", "model": "star-tsp650ii",
+                                        "command_set": "escpos"}}))
+    assert s.printers["front"].command_set is CommandSet.ESCPOS
+
+
+def test_secret_files_are_read_and_stripped():
+    files = {"pw": b"s3cret\n", "k": b"k" * 40 + b"\n"}
+    s = check(with_(mqtt__password_file="pw", security__keys={"pos": {"file": "k"}},
+                    security__require_signed=True), files)
+    assert s.mqtt.password == "s3cret"
+    assert s.security.keys["pos"] == b"k" * 40
+    assert "s3cret" not in repr(s)
+    redacted = s.redacted()
+    assert redacted["mqtt"]["password"] == "***"
+    assert redacted["security"]["keys"] == ["pos"]
+
+
+def test_insecure_is_allowed_only_explicitly_and_tls_is_fine():
+    assert check(with_(mqtt__url="mqtt://broker.lan", mqtt__allow_insecure=True)).mqtt.host == "broker.lan"
+    s = check(with_(mqtt__url="mqtts://broker.example"))
+    assert (s.mqtt.tls, s.mqtt.port) == (True, 8883)
+
+
+def test_env_overrides_toml(tmp_path: Path):
+    path = tmp_path / "a.toml"
+    path.write_text('shop_id = "s1"\n[printers.front]\nhost = "127.0.0.1"\ncommand_set = "escpos"\n'
+                    '[terminals]\nT1 = "front"\n')
+    s = load_settings(path, {
+        "DRAWER_AGENT_MQTT__KEEPALIVE_S": "45",
+        "DRAWER_AGENT_PRINTERS__FRONT__PORT": "9101",
+        "DRAWER_AGENT_TERMINALS__T2": "front",
+        "DRAWER_AGENT_POLICY__OPEN_ON": "sale,refund",
+        "DRAWER_AGENT_SECURITY__REQUIRE_SIGNED": "false",
+        "DRAWER_AGENT_CONFIG": "ignored",
+        "OTHER": "ignored",
+    })
+    assert s.mqtt.keepalive_s == 45
+    assert s.printers["front"].port == 9101
+    assert s.terminals == {"T1": "front", "T2": "front"}
+    assert s.policy.open_on == {EventType.SALE, EventType.REFUND}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DRAWER_AGENT_MQTT__KEEPALIVE": "45"}, "mqtt.keepalive (from DRAWER_AGENT_MQTT__KEEPALIVE): unknown key"),
+        ({"DRAWER_AGENT_MQTT__KEEPALIVE_S": "soon"}, "'soon' is not an integer"),
+        ({"DRAWER_AGENT_SECURITY__REQUIRE_SIGNED": "maybe"}, "'maybe' is not true or false"),
+        ({"DRAWER_AGENT_MQTT____URL": "x"}, "empty name segment"),
+    ],
+)
+def test_env_mistakes_name_the_variable(env, message, tmp_path: Path):
+    path = tmp_path / "a.toml"
+    path.write_text('shop_id = "s1"\n')
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(path, env)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("shop_id = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "none.toml")
+
+
+def test_secret_file_paths_are_relative_to_the_config(tmp_path: Path):
+    (tmp_path / "pw.txt").write_text("hunter2hunter2\n")
+    path = tmp_path / "a.toml"
+    path.write_text('shop_id = "s1"\n[mqtt]\npassword_file = "pw.txt"\n')
+    assert load_settings(path).mqtt.password == "hunter2hunter2"

@@ -1,0 +1,86 @@
+"""Status replies: ESC/POS DLE EOT and Star ASB (PROTOCOLS §2.1, §2.5)."""
+
+import pytest
+
+from agent.status import (
+    Paper, PrinterStatus, StatusError, asb_length, build_dle_eot, build_star_asb, parse_dle_eot,
+    parse_star_asb, valid_dle_eot_byte,
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("12 12 12 12", PrinterStatus(True, Paper.OK, False, False, False)),
+        ("16 12 12 12", PrinterStatus(True, Paper.OK, False, False, True)),
+        ("1a 16 12 72", PrinterStatus(False, Paper.OUT, True, False, False)),
+        ("12 12 12 1e", PrinterStatus(True, Paper.NEAR_END, False, False, False)),
+        ("12 12 12 16", PrinterStatus(True, Paper.NEAR_END, False, False, False)),  # one bit only
+        ("12 52 12 12", PrinterStatus(True, Paper.OK, False, True, False)),
+        ("12 12 32 12", PrinterStatus(True, Paper.OK, False, True, False)),  # unrecoverable
+    ],
+)
+def test_parse_dle_eot(reply, expected):
+    assert parse_dle_eot(bytes.fromhex(reply)) == expected
+
+
+@pytest.mark.parametrize("reply", ["12 12 12", "12 12 12 12 12", "00 12 12 12", "12 12 12 93", ""])
+def test_parse_dle_eot_refuses_non_status(reply):
+    with pytest.raises(StatusError):
+        parse_dle_eot(bytes.fromhex(reply))
+
+
+@pytest.mark.parametrize(("byte", "valid"), [(0x12, True), (0x16, True), (0x7E, True),
+                                             (0x13, False), (0x92, False), (0x02, False)])
+def test_valid_dle_eot_byte(byte, valid):
+    assert valid_dle_eot_byte(byte) is valid
+
+
+@pytest.mark.parametrize(("header", "length"), [(0x23, 9), (0x0F, 7), (0x21, 8), (0x2F, 15)])
+def test_asb_length(header, length):
+    assert asb_length(header) == length
+
+
+def test_parse_star_asb_example_from_the_manual():
+    # The IFBD-HE07 manual's example reply (PROTOCOLS §2.5): all clear, drawer switch open.
+    status = parse_star_asb(bytes.fromhex("23 86 00 00 00 00 00 00 00 00 00"))
+    assert status == PrinterStatus(True, Paper.OK, False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("asb", "online", "paper", "cover", "pin_high"),
+    [
+        ("23 86 04 00 00 00 00 00 00", True, Paper.OK, False, True),
+        ("23 86 28 00 00 00 00 00 00", False, Paper.OK, True, False),
+        ("23 86 00 00 00 08 00 00 00", True, Paper.OUT, False, False),
+        ("23 86 00 00 00 04 00 00 00", True, Paper.NEAR_END, False, False),
+    ],
+)
+def test_parse_star_asb_bits(asb, online, paper, cover, pin_high):
+    status = parse_star_asb(bytes.fromhex(asb))
+    assert (status.online, status.paper, status.cover_open, status.drawer_pin_high) == (
+        online, paper, cover, pin_high)
+
+
+@pytest.mark.parametrize("asb", ["23 86 00", "22 86 00 00 00 00 00 00 00", "23 86 00 00 00 00 00"])
+def test_parse_star_asb_refuses_garbage(asb):
+    with pytest.raises(StatusError):
+        parse_star_asb(bytes.fromhex(asb))
+
+
+@pytest.mark.parametrize(
+    ("pin_high", "level", "open_"),
+    [(True, "low", False), (False, "low", True), (True, "high", True), (False, "high", False),
+     (None, "low", None)],
+)
+def test_drawer_polarity(pin_high, level, open_):
+    assert PrinterStatus(True, drawer_pin_high=pin_high).drawer_open(level) is open_
+
+
+@pytest.mark.parametrize("paper", list(Paper))
+@pytest.mark.parametrize("pin_high", [True, False])
+def test_builders_round_trip(paper, pin_high):
+    status = PrinterStatus(online=True, paper=paper, cover_open=False, error=False,
+                           drawer_pin_high=pin_high)
+    assert parse_dle_eot(build_dle_eot(status)) == status
+    assert parse_star_asb(build_star_asb(status)) == status
