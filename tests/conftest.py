@@ -76,7 +76,8 @@ class Mosquitto:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             wait_port(self.port)
@@ -111,8 +112,13 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
-def make_settings(tmp_path: Path, broker_port: int, printers: dict[str, dict[str, object]],
-                  terminals: dict[str, str], **sections: object) -> Settings:
+def make_settings(
+    tmp_path: Path,
+    broker_port: int,
+    printers: dict[str, dict[str, object]],
+    terminals: dict[str, str],
+    **sections: object,
+) -> Settings:
     """Settings for a test agent: shop `t`, MQTT v5, HTTP on a free port, ledger in tmp_path."""
     raw: dict[str, object] = {
         "shop_id": "t",
@@ -135,8 +141,7 @@ def make_settings(tmp_path: Path, broker_port: int, printers: dict[str, dict[str
 async def running_agent(settings: Settings) -> AsyncIterator[app.Agent]:
     """Run the agent in this loop until the block exits; yields once it is subscribed."""
     started: asyncio.Future[app.Agent] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(app.run(settings, install_signals=False,
-                                       started=started.set_result))
+    task = asyncio.create_task(app.run(settings, install_signals=False, started=started.set_result))
     try:
         await asyncio.wait({started, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
         if task.done():

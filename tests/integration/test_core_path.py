@@ -19,25 +19,36 @@ TOPICS = Topics("t")
 
 
 def event(type_="sale", terminal="T1", *, age=0.0, event_id=None, **extra):
-    return {"event_id": event_id or f"e-{uuid.uuid4().hex[:10]}", "type": type_,
-            "terminal_id": terminal,
-            "occurred_at": datetime.fromtimestamp(time.time() - age, UTC).isoformat(), **extra}
+    return {
+        "event_id": event_id or f"e-{uuid.uuid4().hex[:10]}",
+        "type": type_,
+        "terminal_id": terminal,
+        "occurred_at": datetime.fromtimestamp(time.time() - age, UTC).isoformat(),
+        **extra,
+    }
 
 
 class Shop:
     def __init__(self, mosquitto, tmp_path, front, back, **sections):
         self.front, self.back = front, back
         self.settings = make_settings(
-            tmp_path, mosquitto.port,
-            {"front": {"host": "127.0.0.1", "port": front.port, "model": "epson-tm-t20iii"},
-             "back": {"host": "127.0.0.1", "port": back.port, "model": "star-tsp650ii"}},
-            {"T1": "front", "T2": "front", "T3": "back"}, **sections)
+            tmp_path,
+            mosquitto.port,
+            {
+                "front": {"host": "127.0.0.1", "port": front.port, "model": "epson-tm-t20iii"},
+                "back": {"host": "127.0.0.1", "port": back.port, "model": "star-tsp650ii"},
+            },
+            {"T1": "front", "T2": "front", "T3": "back"},
+            **sections,
+        )
 
 
 @pytest.fixture
 async def printers():
-    async with (VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
-                VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back):
+    async with (
+        VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
+        VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
+    ):
         yield front, back
 
 
@@ -67,8 +78,14 @@ async def test_every_event_type_opens_the_mapped_drawer(mosquitto, tmp_path, pri
     front, back = printers
     shop = Shop(mosquitto, tmp_path, front, back)
     async with running_agent(shop.settings):
-        plan = [("sale", "T1"), ("refund", "T2"), ("session_open", "T3"),
-                ("session_close", "T1"), ("cash_deposit", "T2"), ("cash_withdrawal", "T3")]
+        plan = [
+            ("sale", "T1"),
+            ("refund", "T2"),
+            ("session_open", "T3"),
+            ("session_close", "T1"),
+            ("cash_deposit", "T2"),
+            ("cash_withdrawal", "T3"),
+        ]
         events = [event(t, till, amount=10, currency="EUR") for t, till in plan]
         for ev in events:
             await send(pos, ev)
@@ -82,8 +99,13 @@ async def test_every_event_type_opens_the_mapped_drawer(mosquitto, tmp_path, pri
 
 async def test_statuses_duplicate_expired_unmapped_ignored(mosquitto, tmp_path, printers, pos):
     front, back = printers
-    shop = Shop(mosquitto, tmp_path, front, back,
-                policy={"open_on": ["sale", "refund"], "sale_payment_methods": ["cash"]})
+    shop = Shop(
+        mosquitto,
+        tmp_path,
+        front,
+        back,
+        policy={"open_on": ["sale", "refund"], "sale_payment_methods": ["cash"]},
+    )
     async with running_agent(shop.settings):
         first = event(payment_method="cash")
         await send(pos, first)
@@ -115,8 +137,10 @@ async def test_statuses_duplicate_expired_unmapped_ignored(mosquitto, tmp_path, 
     [
         (b"\xc3\x28", "not UTF-8"),
         (b"[1,2,3]", "not an object"),
-        (b'{"event_id": "x1", "type": "sale", "terminal_id": 7, "occurred_at": "2026-01-01T00:00:00Z"}',
-         "terminal_id must be a string"),
+        (
+            b'{"event_id": "x1", "type": "sale", "terminal_id": 7, "occurred_at": "2026-01-01T00:00:00Z"}',
+            "terminal_id must be a string",
+        ),
         (json.dumps(event("shoplifting")).encode(), "type must be one of"),
         (json.dumps(event(occurred_at="yesterday")).encode(), "occurred_at"),
         (b"{" * 40 + b"}" * 40, "nested deeper"),
@@ -124,14 +148,16 @@ async def test_statuses_duplicate_expired_unmapped_ignored(mosquitto, tmp_path, 
         (json.dumps(event(age=-3600)).encode(), "in the future"),
     ],
 )
-async def test_bad_input_is_rejected_with_a_reason(mosquitto, tmp_path, printers, pos, payload,
-                                                   reason):
+async def test_bad_input_is_rejected_with_a_reason(
+    mosquitto, tmp_path, printers, pos, payload, reason
+):
     front, back = printers
     shop = Shop(mosquitto, tmp_path, front, back)
     async with running_agent(shop.settings):
         await send(pos, payload)
-        await pos.wait_for(lambda: any(a["status"] == "rejected"
-                                       for acks in pos.acks.values() for a in acks))
+        await pos.wait_for(
+            lambda: any(a["status"] == "rejected" for acks in pos.acks.values() for a in acks)
+        )
         follow = event()  # the agent is still alive and well after it
         await send(pos, follow)
         assert (await ack_of(pos, follow["event_id"]))["status"] == "opened"
@@ -154,7 +180,8 @@ async def test_retained_event_is_never_acted_on(mosquitto, tmp_path, printers, p
 
 
 async def test_events_published_while_down_run_on_return_and_dedup_survives(
-        mosquitto, tmp_path, printers, pos):
+    mosquitto, tmp_path, printers, pos
+):
     front, back = printers
     shop = Shop(mosquitto, tmp_path, front, back)
     first = event()
@@ -164,7 +191,7 @@ async def test_events_published_while_down_run_on_return_and_dedup_survives(
     queued = [event(terminal="T3") for _ in range(3)]
     for ev in queued:
         await send(pos, ev)  # the agent is down: the broker keeps these for its session
-    await send(pos, first)   # a redelivery of an event already handled
+    await send(pos, first)  # a redelivery of an event already handled
     async with running_agent(shop.settings):
         acks = [await ack_of(pos, ev["event_id"]) for ev in queued]
         dup = await ack_of(pos, first["event_id"], count=2)
@@ -201,10 +228,13 @@ async def test_unreachable_printer_fails_at_the_deadline(mosquitto, tmp_path, pr
     front, back = printers
     shop = Shop(mosquitto, tmp_path, front, back, security={"max_age_s": 2})
     dead_port = free_port()
-    settings = make_settings(tmp_path, mosquitto.port,
-                             {"front": {"host": "127.0.0.1", "port": dead_port,
-                                        "command_set": "escpos"}},
-                             {"T1": "front"}, security={"max_age_s": 2})
+    settings = make_settings(
+        tmp_path,
+        mosquitto.port,
+        {"front": {"host": "127.0.0.1", "port": dead_port, "command_set": "escpos"}},
+        {"T1": "front"},
+        security={"max_age_s": 2},
+    )
     async with running_agent(settings):
         ev = event()
         t0 = time.monotonic()
@@ -241,7 +271,12 @@ async def test_ledger_is_the_audit_trail(mosquitto, tmp_path, printers, pos):
         await pos.wait_for(lambda: None in pos.acks)
         row = agent.ledger.get(ev["event_id"])
         rejections = agent.ledger.recent_rejections()
-    assert (row.status, row.printer_id, row.terminal_id, row.attempts) == ("opened", "front", "T1", 1)
+    assert (row.status, row.printer_id, row.terminal_id, row.attempts) == (
+        "opened",
+        "front",
+        "T1",
+        1,
+    )
     assert row.sent_at is not None and row.latency_ms is not None
     assert row.acked is True
     assert rejections[0]["reason"].startswith("payload is not JSON")

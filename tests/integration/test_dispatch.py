@@ -6,17 +6,25 @@ import time
 import pytest
 
 from agent.acks import AckStatus
+from agent.commands import CommandSet
 from agent.dispatcher import Dispatcher, Job
 from agent.emulator import Behaviour, VirtualPrinterServer
 from agent.ledger import Ledger
 from agent.settings import DispatchSettings, PrinterSettings
-from agent.commands import CommandSet
 from tests.conftest import free_port
 
 
 def printer(pid, port):
-    return PrinterSettings(id=pid, host="127.0.0.1", port=port, command_set=CommandSet.ESCPOS,
-                           model=None, drawer=1, pulse_on_ms=100, pulse_off_ms=500)
+    return PrinterSettings(
+        id=pid,
+        host="127.0.0.1",
+        port=port,
+        command_set=CommandSet.ESCPOS,
+        model=None,
+        drawer=1,
+        pulse_on_ms=100,
+        pulse_off_ms=500,
+    )
 
 
 class Harness:
@@ -24,9 +32,12 @@ class Harness:
         self.ledger = Ledger.open(tmp_path / "l.db")
         self.outcomes = []
         self.done = asyncio.Condition()
-        self.dispatcher = Dispatcher({p.id: p for p in printers}, self.ledger,
-                                     DispatchSettings(connect_timeout_s=0.3, write_timeout_s=0.3),
-                                     self.record)
+        self.dispatcher = Dispatcher(
+            {p.id: p for p in printers},
+            self.ledger,
+            DispatchSettings(connect_timeout_s=0.3, write_timeout_s=0.3),
+            self.record,
+        )
 
     async def record(self, outcome):
         async with self.done:
@@ -35,9 +46,15 @@ class Harness:
 
     def submit(self, event_id, printer_id, max_age=5.0):
         now = time.time()
-        self.ledger.claim(event_id=event_id, type_="sale", terminal_id="T1",
-                          printer_id=printer_id, occurred_at=now, received_at=now,
-                          deadline=now + max_age)
+        self.ledger.claim(
+            event_id=event_id,
+            type_="sale",
+            terminal_id="T1",
+            printer_id=printer_id,
+            occurred_at=now,
+            received_at=now,
+            deadline=now + max_age,
+        )
         self.dispatcher.submit(Job(event_id, printer_id, "T1", now, now + max_age))
 
     async def wait(self, n, timeout=10.0):
@@ -95,8 +112,7 @@ async def test_refusing_printer_retries_until_the_deadline_then_fails(harness_fa
 
 async def test_hanging_printer_does_not_delay_others(harness_factory, hanging_port):
     async with VirtualPrinterServer() as healthy:
-        h = await harness_factory([printer("hung", hanging_port.port),
-                                   printer("ok", healthy.port)])
+        h = await harness_factory([printer("hung", hanging_port.port), printer("ok", healthy.port)])
         h.submit("stuck", "hung", max_age=2.0)
         t0 = time.time()
         h.submit("fine", "ok")

@@ -9,9 +9,16 @@ from agent.ledger import MIGRATIONS, Ledger
 
 
 def claim(ledger, event_id, received_at=100.0, status=None):
-    return ledger.claim(event_id=event_id, type_="sale", terminal_id="T1", printer_id="front",
-                        occurred_at=received_at, received_at=received_at,
-                        deadline=received_at + 30, status=status)
+    return ledger.claim(
+        event_id=event_id,
+        type_="sale",
+        terminal_id="T1",
+        printer_id="front",
+        occurred_at=received_at,
+        received_at=received_at,
+        deadline=received_at + 30,
+        status=status,
+    )
 
 
 def test_claim_is_once_across_restarts(tmp_path):
@@ -19,8 +26,9 @@ def test_claim_is_once_across_restarts(tmp_path):
     with Ledger.open(path) as ledger:
         assert claim(ledger, "e1") is None
         ledger.mark_sending("e1", 1)
-        ledger.finish("e1", status="opened", attempts=1, finished_at=101.0, sent_at=100.5,
-                      latency_ms=0.5)
+        ledger.finish(
+            "e1", status="opened", attempts=1, finished_at=101.0, sent_at=100.5, latency_ms=0.5
+        )
     with Ledger.open(path) as ledger:
         again = claim(ledger, "e1")
         assert again is not None

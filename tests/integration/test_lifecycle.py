@@ -30,32 +30,51 @@ def write_config(path: Path, broker_port: int, printer_port: int, db: Path) -> P
         f'shop_id = "t"\n[mqtt]\nurl = "mqtt://127.0.0.1:{broker_port}"\n'
         f'[printers.front]\nhost = "127.0.0.1"\nport = {printer_port}\ncommand_set = "escpos"\n'
         f'[terminals]\nT1 = "front"\n[http]\nlisten = "127.0.0.1:0"\n'
-        f'[state]\npath = "{db}"\n')
+        f'[state]\npath = "{db}"\n'
+    )
     return path
 
 
 def cli(*args, env=None, timeout=30):
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def event(event_id=None):
-    return {"event_id": event_id or f"e-{uuid.uuid4().hex[:8]}", "type": "sale",
-            "terminal_id": "T1", "occurred_at": datetime.now(UTC).isoformat()}
+    return {
+        "event_id": event_id or f"e-{uuid.uuid4().hex[:8]}",
+        "type": "sale",
+        "terminal_id": "T1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
 
 
 async def test_sigterm_drains_and_exits_zero_within_five_seconds(mosquitto, tmp_path):
     async with VirtualPrinterServer() as vp:
         config = write_config(tmp_path / "a.toml", mosquitto.port, vp.port, tmp_path / "l.db")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "--config", str(config), cwd=ROOT,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--config",
+            str(config),
+            cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE,
+        )
         mqtt = validate({"shop_id": "t", "mqtt": {"url": mosquitto.url}}, lambda p: b"").mqtt
         async with PosClient(mqtt, TOPICS.acks, client_id="pos-sig") as pos:
             await pos.watch(TOPICS.agent_status)
-            await pos.wait_for(lambda: any(b'"online"' in p for p, _ in
-                                           pos.extra_topics[TOPICS.agent_status]), timeout=15)
+            await pos.wait_for(
+                lambda: any(b'"online"' in p for p, _ in pos.extra_topics[TOPICS.agent_status]),
+                timeout=15,
+            )
             ev = event()
             await pos.publish(TOPICS.events, json.dumps(ev).encode())
             assert (await pos.wait_ack(ev["event_id"]))[0]["status"] == "opened"
@@ -63,8 +82,9 @@ async def test_sigterm_drains_and_exits_zero_within_five_seconds(mosquitto, tmp_
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 10)
             elapsed = time.monotonic() - t0
-            await pos.wait_for(lambda: any(b'"offline"' in p for p, _ in
-                                           pos.extra_topics[TOPICS.agent_status]))
+            await pos.wait_for(
+                lambda: any(b'"offline"' in p for p, _ in pos.extra_topics[TOPICS.agent_status])
+            )
     assert code == 0
     assert elapsed < 5.0
     assert len(vp.pulses) == 1
@@ -75,17 +95,28 @@ async def test_restart_resumes_untried_events_and_never_resends_started_ones(mos
     now = time.time()
     with Ledger.open(db) as ledger:  # what a crashed run left behind
         for event_id in ("untried", "mid-write", "too-late"):
-            ledger.claim(event_id=event_id, type_="sale", terminal_id="T1", printer_id="front",
-                         occurred_at=now, received_at=now,
-                         deadline=now - 1 if event_id == "too-late" else now + 20)
+            ledger.claim(
+                event_id=event_id,
+                type_="sale",
+                terminal_id="T1",
+                printer_id="front",
+                occurred_at=now,
+                received_at=now,
+                deadline=now - 1 if event_id == "too-late" else now + 20,
+            )
         ledger.mark_sending("mid-write", 1)
     async with VirtualPrinterServer() as vp:
-        settings = make_settings(tmp_path, mosquitto.port,
-                                 {"front": {"host": "127.0.0.1", "port": vp.port,
-                                            "command_set": "escpos"}}, {"T1": "front"})
+        settings = make_settings(
+            tmp_path,
+            mosquitto.port,
+            {"front": {"host": "127.0.0.1", "port": vp.port, "command_set": "escpos"}},
+            {"T1": "front"},
+        )
         mqtt = settings.mqtt
-        async with PosClient(mqtt, TOPICS.acks, client_id="pos-rec") as pos, \
-                running_agent(settings) as agent:
+        async with (
+            PosClient(mqtt, TOPICS.acks, client_id="pos-rec") as pos,
+            running_agent(settings) as agent,
+        ):
             acks = {e: (await pos.wait_ack(e))[0] for e in ("untried", "mid-write", "too-late")}
             rows = {e: agent.ledger.get(e) for e in acks}
         assert len(vp.pulses) == 1
@@ -128,11 +159,25 @@ def test_models_json_lists_the_catalogue():
 
 
 async def test_kick_by_host_pulses_the_virtual_printer():
-    async with VirtualPrinterServer(command_set=__import__("agent.commands").commands.CommandSet.STAR_LINE) as vp:
+    async with VirtualPrinterServer(
+        command_set=__import__("agent.commands").commands.CommandSet.STAR_LINE
+    ) as vp:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "kick", "--host", "127.0.0.1", "--port", str(vp.port),
-            "--model", "star-tsp650ii", "--drawer", "2", cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "agent",
+            "kick",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(vp.port),
+            "--model",
+            "star-tsp650ii",
+            "--drawer",
+            "2",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
         out, _ = await proc.communicate()
         pulses = await vp.wait_for_pulses(1)
     assert proc.returncode == 0
@@ -141,27 +186,42 @@ async def test_kick_by_host_pulses_the_virtual_printer():
 
 
 def test_kick_unreachable_exits_1():
-    result = cli("kick", "--host", "127.0.0.1", "--port", "1", "--command-set", "escpos",
-                 "--timeout", "0.3")
+    result = cli(
+        "kick", "--host", "127.0.0.1", "--port", "1", "--command-set", "escpos", "--timeout", "0.3"
+    )
     assert result.returncode == 1
     assert "refused" in result.stderr
 
 
 async def test_publish_prints_the_ack_and_kick_by_id_is_audited(mosquitto, tmp_path):
     async with VirtualPrinterServer() as vp:
-        config = write_config(tmp_path / "a.toml", mosquitto.port, vp.port,
-                              tmp_path / "ledger.db")
-        settings = make_settings(tmp_path, mosquitto.port,
-                                 {"front": {"host": "127.0.0.1", "port": vp.port,
-                                            "command_set": "escpos"}}, {"T1": "front"})
+        config = write_config(tmp_path / "a.toml", mosquitto.port, vp.port, tmp_path / "ledger.db")
+        settings = make_settings(
+            tmp_path,
+            mosquitto.port,
+            {"front": {"host": "127.0.0.1", "port": vp.port, "command_set": "escpos"}},
+            {"T1": "front"},
+        )
         async with running_agent(settings):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent", "publish", "--type", "refund", "--terminal", "T1",
-                "--config", str(config), cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "agent",
+                "publish",
+                "--type",
+                "refund",
+                "--terminal",
+                "T1",
+                "--config",
+                str(config),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+            )
             out, _ = await proc.communicate()
             ack = json.loads(out)
             kick = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent", "kick", "front", "--config", str(config), cwd=ROOT)
+                sys.executable, "-m", "agent", "kick", "front", "--config", str(config), cwd=ROOT
+            )
             assert await kick.wait() == 0
         assert proc.returncode == 0
         assert ack["status"] == "opened" and ack["printer_id"] == "front"

@@ -13,8 +13,9 @@ KICK = drawer_kick(CommandSet.ESCPOS, 1, 100, 500)
 
 async def test_send_reaches_the_virtual_printer():
     async with VirtualPrinterServer() as vp:
-        sent = await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
-                                       write_timeout=1)
+        sent = await printer_link.send(
+            "127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=1
+        )
         pulses = await vp.wait_for_pulses(1)
     assert pulses[0].drawer == 1
     assert sent.written_at <= pulses[0].at
@@ -29,8 +30,7 @@ async def test_refused_is_retryable():
 async def test_reset_on_accept_is_retryable_and_pulses_nothing():
     async with VirtualPrinterServer(behaviour=Behaviour.RESET) as vp:
         with pytest.raises(PrinterUnreachable) as info:
-            await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
-                                    write_timeout=1)
+            await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=1)
         assert not isinstance(info.value, printer_link.DeliveryUncertain)
         assert vp.pulses == []
 
@@ -40,8 +40,9 @@ async def test_second_session_is_reset_like_a_single_session_nic():
         reader_writer = await __import__("asyncio").open_connection("127.0.0.1", vp.port)
         try:
             with pytest.raises(PrinterUnreachable):
-                await printer_link.send("127.0.0.1", vp.port, KICK, connect_timeout=1,
-                                        write_timeout=1)
+                await printer_link.send(
+                    "127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=1
+                )
         finally:
             reader_writer[1].close()
         assert vp.pulses == []
@@ -49,8 +50,9 @@ async def test_second_session_is_reset_like_a_single_session_nic():
 
 async def test_hanging_connect_times_out(hanging_port):
     with pytest.raises(PrinterUnreachable, match="connect timed out"):
-        await printer_link.send("127.0.0.1", hanging_port.port, KICK, connect_timeout=0.2,
-                                write_timeout=0.2)
+        await printer_link.send(
+            "127.0.0.1", hanging_port.port, KICK, connect_timeout=0.2, write_timeout=0.2
+        )
 
 
 async def test_status_exchange_reads_the_drawer_sensor():

@@ -7,16 +7,55 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
-    "agent/commands.py", "agent/catalogue.py", "agent/status.py", "agent/events.py",
-    "agent/policy.py", "agent/retry.py", "agent/ratelimit.py", "agent/topics.py",
-    "agent/acks.py", "agent/settings.py", "agent/emulation.py", "agent/errors.py",
+    "agent/commands.py",
+    "agent/catalogue.py",
+    "agent/status.py",
+    "agent/events.py",
+    "agent/policy.py",
+    "agent/retry.py",
+    "agent/ratelimit.py",
+    "agent/topics.py",
+    "agent/acks.py",
+    "agent/settings.py",
+    "agent/emulation.py",
+    "agent/errors.py",
 ]
-FORBIDDEN = {"asyncio", "socket", "ssl", "select", "selectors", "subprocess", "sqlite3",
-             "aiomqtt", "paho", "zeroconf", "pysnmp", "aiohttp", "jwt", "escpos", "amqtt",
-             "prometheus_client", "time", "threading", "os"}
-IO_MODULES = {"agent.ledger", "agent.mqtt_link", "agent.printer_link", "agent.dispatcher",
-              "agent.app", "agent.intake", "agent.http_api", "agent.emulator", "agent.cli",
-              "agent.settings_io", "agent.demo", "agent.embedded_broker", "agent.logs"}
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "ssl",
+    "select",
+    "selectors",
+    "subprocess",
+    "sqlite3",
+    "aiomqtt",
+    "paho",
+    "zeroconf",
+    "pysnmp",
+    "aiohttp",
+    "jwt",
+    "escpos",
+    "amqtt",
+    "prometheus_client",
+    "time",
+    "threading",
+    "os",
+}
+IO_MODULES = {
+    "agent.ledger",
+    "agent.mqtt_link",
+    "agent.printer_link",
+    "agent.dispatcher",
+    "agent.app",
+    "agent.intake",
+    "agent.http_api",
+    "agent.emulator",
+    "agent.cli",
+    "agent.settings_io",
+    "agent.demo",
+    "agent.embedded_broker",
+    "agent.logs",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -38,8 +77,11 @@ def test_pure_module_has_no_io_imports(module):
 
 
 def test_only_the_adapter_imports_aiomqtt():
-    users = {p.relative_to(ROOT).as_posix() for p in (ROOT / "agent").glob("*.py")
-             if any(n.split(".")[0] in ("aiomqtt", "paho") for n in imports_of(p))}
+    users = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "agent").glob("*.py")
+        if any(n.split(".")[0] in ("aiomqtt", "paho") for n in imports_of(p))
+    }
     assert users == {"agent/mqtt_link.py"}
 
 

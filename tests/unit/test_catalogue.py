@@ -6,11 +6,27 @@ from agent import catalogue
 from agent.commands import CommandSet
 
 REQUIRED = [
-    "epson-tm-t20ii", "epson-tm-t20iii", "epson-tm-t88v", "epson-tm-t88vi", "epson-tm-t88vii",
-    "epson-tm-m30ii", "epson-tm-m30iii", "star-tsp100iii", "star-tsp100iv", "star-tsp650ii",
-    "star-tsp700ii", "star-tsp800ii", "star-mcprint2", "star-mcprint3", "star-mpop",
-    "bixolon-srp-350ii", "bixolon-srp-350iii", "bixolon-srp-330ii", "citizen-ct-s310ii",
-    "citizen-ct-s801iii", "generic-escpos-80mm",
+    "epson-tm-t20ii",
+    "epson-tm-t20iii",
+    "epson-tm-t88v",
+    "epson-tm-t88vi",
+    "epson-tm-t88vii",
+    "epson-tm-m30ii",
+    "epson-tm-m30iii",
+    "star-tsp100iii",
+    "star-tsp100iv",
+    "star-tsp650ii",
+    "star-tsp700ii",
+    "star-tsp800ii",
+    "star-mcprint2",
+    "star-mcprint3",
+    "star-mpop",
+    "bixolon-srp-350ii",
+    "bixolon-srp-350iii",
+    "bixolon-srp-330ii",
+    "citizen-ct-s310ii",
+    "citizen-ct-s801iii",
+    "generic-escpos-80mm",
 ]
 
 
@@ -25,9 +41,14 @@ def test_ids_are_unique():
 
 @pytest.mark.parametrize(
     ("model_id", "command_set"),
-    [("star-tsp100iii", CommandSet.STAR_GRAPHIC), ("star-tsp100iv", CommandSet.STAR_PRNT),
-     ("star-tsp650ii", CommandSet.STAR_LINE), ("star-mcprint3", CommandSet.STAR_PRNT),
-     ("epson-tm-m30iii", CommandSet.ESCPOS), ("bixolon-srp-350iii", CommandSet.ESCPOS)],
+    [
+        ("star-tsp100iii", CommandSet.STAR_GRAPHIC),
+        ("star-tsp100iv", CommandSet.STAR_PRNT),
+        ("star-tsp650ii", CommandSet.STAR_LINE),
+        ("star-mcprint3", CommandSet.STAR_PRNT),
+        ("epson-tm-m30iii", CommandSet.ESCPOS),
+        ("bixolon-srp-350iii", CommandSet.ESCPOS),
+    ],
 )
 def test_command_sets(model_id, command_set):
     assert catalogue.get(model_id).command_set is command_set
@@ -35,7 +56,7 @@ def test_command_sets(model_id, command_set):
 
 def test_tsp100_is_raster_only_and_mpop_has_one_integrated_drawer():
     tsp = catalogue.get("star-tsp100iii")
-    assert tsp.raster_only and not tsp.command_set is CommandSet.ESCPOS
+    assert tsp.raster_only and tsp.command_set is not CommandSet.ESCPOS
     assert "9100" in tsp.notes
     mpop = catalogue.get("star-mpop")
     assert mpop.integrated_drawer and mpop.drawers == 1

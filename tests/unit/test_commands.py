@@ -2,7 +2,13 @@
 
 import pytest
 
-from agent.commands import CommandSet, check_pulse, drawer_kick, realtime_drawer_kick, status_requests
+from agent.commands import (
+    CommandSet,
+    check_pulse,
+    drawer_kick,
+    realtime_drawer_kick,
+    status_requests,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +56,12 @@ def test_check_pulse_accepts_limits():
 
 @pytest.mark.parametrize(
     ("drawer", "pulse_ms", "expected"),
-    [(1, 100, "10 14 01 00 01"), (2, 300, "10 14 01 01 03"), (1, 5000, "10 14 01 00 08"),
-     (2, 10, "10 14 01 01 01")],
+    [
+        (1, 100, "10 14 01 00 01"),
+        (2, 300, "10 14 01 01 03"),
+        (1, 5000, "10 14 01 00 08"),
+        (2, 10, "10 14 01 01 01"),
+    ],
 )
 def test_realtime_kick_is_only_fn_1(drawer, pulse_ms, expected):
     assert realtime_drawer_kick(drawer, pulse_ms).hex(" ") == expected
@@ -59,7 +69,11 @@ def test_realtime_kick_is_only_fn_1(drawer, pulse_ms, expected):
 
 def test_status_requests_print_nothing():
     assert [r.hex(" ") for r in status_requests(CommandSet.ESCPOS)] == [
-        "10 04 01", "10 04 02", "10 04 03", "10 04 04"]
+        "10 04 01",
+        "10 04 02",
+        "10 04 03",
+        "10 04 04",
+    ]
     for cs in (CommandSet.STAR_LINE, CommandSet.STAR_PRNT, CommandSet.STAR_GRAPHIC):
         assert [r.hex(" ") for r in status_requests(cs)] == ["1b 06 01"]
 

@@ -21,8 +21,13 @@ def test_asyncapi_enums_match_the_code():
 def test_asyncapi_addresses_match_the_topics():
     t = Topics("{shop_id}")
     addresses = {c["address"] for c in SPEC["channels"].values()}
-    assert addresses == {t.events, t.acks, t.agent_status, t.alerts,
-                         t.printer_status("{printer_id}")}
+    assert addresses == {
+        t.events,
+        t.acks,
+        t.agent_status,
+        t.alerts,
+        t.printer_status("{printer_id}"),
+    }
 
 
 def test_readme_lists_every_ack_status_and_event_type():

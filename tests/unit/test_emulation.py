@@ -9,7 +9,7 @@ from agent.emulation import VirtualPrinter
 def feed_in_chunks(printer, data, size, now=100.0):
     out = b""
     for i in range(0, len(data), size):
-        out += printer.feed(data[i:i + size], now)
+        out += printer.feed(data[i : i + size], now)
     return out
 
 

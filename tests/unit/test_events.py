@@ -5,12 +5,21 @@ import json
 import pytest
 
 from agent.events import (
-    MAX_PAYLOAD_BYTES, EventType, InvalidEvent, decode_json_object, event_id_hint, parse_rfc3339,
+    MAX_PAYLOAD_BYTES,
+    EventType,
+    InvalidEvent,
+    decode_json_object,
+    event_id_hint,
+    parse_rfc3339,
     validate_event,
 )
 
-GOOD = {"event_id": "e-1", "type": "sale", "terminal_id": "T1",
-        "occurred_at": "2026-11-25T13:00:00.250+01:00"}
+GOOD = {
+    "event_id": "e-1",
+    "type": "sale",
+    "terminal_id": "T1",
+    "occurred_at": "2026-11-25T13:00:00.250+01:00",
+}
 
 
 def parse(payload: bytes):
@@ -18,9 +27,18 @@ def parse(payload: bytes):
 
 
 def test_good_event():
-    event = parse(json.dumps({**GOOD, "amount": 12.5, "currency": "EUR",
-                              "payment_method": "cash", "operator": "Ana",
-                              "meta": {"ticket": {"lines": [1, 2]}}}).encode())
+    event = parse(
+        json.dumps(
+            {
+                **GOOD,
+                "amount": 12.5,
+                "currency": "EUR",
+                "payment_method": "cash",
+                "operator": "Ana",
+                "meta": {"ticket": {"lines": [1, 2]}},
+            }
+        ).encode()
+    )
     assert event.event_id == "e-1"
     assert event.type is EventType.SALE
     assert event.occurred_at == pytest.approx(1795608000.25)
@@ -85,7 +103,11 @@ def test_validate_refuses_with_reason(change, reason):
     obj = {k: v for k, v in obj.items() if v is not None}
     with pytest.raises(InvalidEvent, match=reason) as info:
         validate_event(obj)
-    expected_id = obj["event_id"] if isinstance(obj.get("event_id"), str) and "event_id" not in change else None
+    expected_id = (
+        obj["event_id"]
+        if isinstance(obj.get("event_id"), str) and "event_id" not in change
+        else None
+    )
     assert info.value.event_id == expected_id
 
 
@@ -110,7 +132,11 @@ def test_parse_rfc3339(text, unix):
 
 @pytest.mark.parametrize(
     ("payload", "hint"),
-    [(json.dumps({**GOOD, "type": "x"}).encode(), "e-1"), (b"\xff", None), (b'{"event_id": 3}', None)],
+    [
+        (json.dumps({**GOOD, "type": "x"}).encode(), "e-1"),
+        (b"\xff", None),
+        (b'{"event_id": 3}', None),
+    ],
 )
 def test_event_id_hint(payload, hint):
     assert event_id_hint(payload) == hint

@@ -7,8 +7,13 @@ from agent.policy import Policy, Verdict, deadline, decide
 
 NOW = 1_800_000_000.0
 ALL = frozenset(EventType)
-POLICY = Policy(terminals={"T1": "front", "T2": "front", "T3": "back"}, open_on=ALL,
-                sale_payment_methods=None, max_age_s=30.0, max_clock_skew_s=5.0)
+POLICY = Policy(
+    terminals={"T1": "front", "T2": "front", "T3": "back"},
+    open_on=ALL,
+    sale_payment_methods=None,
+    max_age_s=30.0,
+    max_clock_skew_s=5.0,
+)
 
 
 def event(type_="sale", terminal="T1", age=0.0, method=None):
@@ -25,14 +30,30 @@ def event(type_="sale", terminal="T1", age=0.0, method=None):
         (event(age=29.9), POLICY, Verdict.OPEN, "front"),
         (event(age=-4.9), POLICY, Verdict.OPEN, "front"),
         (event(age=-5.1), POLICY, Verdict.REJECTED, "front"),
-        (event("session_open"), Policy(POLICY.terminals, frozenset({EventType.SALE}), None, 30, 5),
-         Verdict.IGNORED, "front"),
-        (event(method="card"), Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
-         Verdict.IGNORED, "front"),
-        (event(method="cash"), Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
-         Verdict.OPEN, "front"),
-        (event("refund", method="card"), Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
-         Verdict.OPEN, "front"),
+        (
+            event("session_open"),
+            Policy(POLICY.terminals, frozenset({EventType.SALE}), None, 30, 5),
+            Verdict.IGNORED,
+            "front",
+        ),
+        (
+            event(method="card"),
+            Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
+            Verdict.IGNORED,
+            "front",
+        ),
+        (
+            event(method="cash"),
+            Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
+            Verdict.OPEN,
+            "front",
+        ),
+        (
+            event("refund", method="card"),
+            Policy(POLICY.terminals, ALL, frozenset({"cash"}), 30, 5),
+            Verdict.OPEN,
+            "front",
+        ),
         # An expired event on an unknown till is expired first: nothing opens late.
         (event(terminal="T9", age=100), POLICY, Verdict.EXPIRED, None),
     ],

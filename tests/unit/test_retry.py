@@ -33,7 +33,12 @@ def test_next_attempt_never_at_or_past_deadline(now, deadline, expect_none):
 
 @pytest.mark.parametrize(
     ("connect", "now", "deadline", "expected"),
-    [(1.0, 0.0, 10.0, 1.0), (1.0, 9.7, 10.0, 0.3), (1.0, 10.0, 10.0, None), (1.0, 12.0, 10.0, None)],
+    [
+        (1.0, 0.0, 10.0, 1.0),
+        (1.0, 9.7, 10.0, 0.3),
+        (1.0, 10.0, 10.0, None),
+        (1.0, 12.0, 10.0, None),
+    ],
 )
 def test_attempt_timeout_is_clipped_to_the_deadline(connect, now, deadline, expected):
     result = attempt_timeout(connect, now, deadline)

@@ -75,28 +75,61 @@ def test_minimal_config_gets_defaults():
         (with_(security__keys={"k1": "short"}), "security.keys.k1", "at least 32"),
         (with_(security__keys={"k1": {"file": "nope"}}), "security.keys.k1.file", "cannot read"),
         (with_(security__keys={"k1": {"path": "x"}}), "security.keys.k1.file", "is required"),
-        (with_(printers={"front": {"host": "h", "modle": "x", "model": "epson-tm-t20iii"}}),
-         "printers.front.modle", "unknown key"),
-        (with_(printers={"front": {"host": "h", "model": "epson-tm-t99"}}),
-         "printers.front.model", "not in the catalogue"),
+        (
+            with_(printers={"front": {"host": "h", "modle": "x", "model": "epson-tm-t20iii"}}),
+            "printers.front.modle",
+            "unknown key",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "model": "epson-tm-t99"}}),
+            "printers.front.model",
+            "not in the catalogue",
+        ),
         (with_(printers={"front": {"host": "h"}}), "printers.front", "needs model or command_set"),
-        (with_(printers={"front": {"model": "epson-tm-t20iii"}}), "printers.front",
-         "needs host or match"),
-        (with_(printers={"front": {"host": "h", "command_set": "zpl"}}),
-         "printers.front.command_set", "must be one of"),
-        (with_(printers={"front": {"host": "h", "model": "star-tsp100iii",
-                                   "command_set": "escpos"}}),
-         "printers.front.command_set", "speaks star-graphic"),
-        (with_(printers={"front": {"host": "h", "model": "star-mpop", "drawer": 2}}),
-         "printers.front.drawer", "has only drawer 1"),
-        (with_(printers={"front": {"host": "h", "command_set": "escpos", "drawer": 3}}),
-         "printers.front.drawer", "outside 1..2"),
-        (with_(printers={"front": {"host": "h", "command_set": "escpos", "pulse_on_ms": 600}}),
-         "printers.front.pulse_on_ms", "outside 2..510"),
-        (with_(printers={"front": {"host": "h", "command_set": "escpos", "match": {}}}),
-         "printers.front.match", "needs mac, serial or mdns_name"),
-        (with_(printers={"fr/nt": {"host": "h", "command_set": "escpos"}}), "printers.fr/nt",
-         "printer ids"),
+        (
+            with_(printers={"front": {"model": "epson-tm-t20iii"}}),
+            "printers.front",
+            "needs host or match",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "command_set": "zpl"}}),
+            "printers.front.command_set",
+            "must be one of",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {"host": "h", "model": "star-tsp100iii", "command_set": "escpos"}
+                }
+            ),
+            "printers.front.command_set",
+            "speaks star-graphic",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "model": "star-mpop", "drawer": 2}}),
+            "printers.front.drawer",
+            "has only drawer 1",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "command_set": "escpos", "drawer": 3}}),
+            "printers.front.drawer",
+            "outside 1..2",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "command_set": "escpos", "pulse_on_ms": 600}}),
+            "printers.front.pulse_on_ms",
+            "outside 2..510",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "command_set": "escpos", "match": {}}}),
+            "printers.front.match",
+            "needs mac, serial or mdns_name",
+        ),
+        (
+            with_(printers={"fr/nt": {"host": "h", "command_set": "escpos"}}),
+            "printers.fr/nt",
+            "printer ids",
+        ),
         (with_(terminals={"T1": "back"}), "terminals.T1", "'back' is not in [printers]"),
         (with_(policy__open_on=["sale", "theft"]), "policy.open_on", "'theft' is not one of"),
         (with_(http__listen="8080"), "http.listen", "must be host:port"),
@@ -114,15 +147,22 @@ def test_bad_config_names_the_key(raw, key, problem):
 
 
 def test_star_line_model_may_run_in_escpos_emulation():
-    s = check(with_(printers={"front": {"host": "h", "model": "star-tsp650ii",
-                                        "command_set": "escpos"}}))
+    s = check(
+        with_(printers={"front": {"host": "h", "model": "star-tsp650ii", "command_set": "escpos"}})
+    )
     assert s.printers["front"].command_set is CommandSet.ESCPOS
 
 
 def test_secret_files_are_read_and_stripped():
     files = {"pw": b"s3cret\n", "k": b"k" * 40 + b"\n"}
-    s = check(with_(mqtt__password_file="pw", security__keys={"pos": {"file": "k"}},
-                    security__require_signed=True), files)
+    s = check(
+        with_(
+            mqtt__password_file="pw",
+            security__keys={"pos": {"file": "k"}},
+            security__require_signed=True,
+        ),
+        files,
+    )
     assert s.mqtt.password == "s3cret"
     assert s.security.keys["pos"] == b"k" * 40
     assert "s3cret" not in repr(s)
@@ -132,24 +172,32 @@ def test_secret_files_are_read_and_stripped():
 
 
 def test_insecure_is_allowed_only_explicitly_and_tls_is_fine():
-    assert check(with_(mqtt__url="mqtt://broker.lan", mqtt__allow_insecure=True)).mqtt.host == "broker.lan"
+    assert (
+        check(with_(mqtt__url="mqtt://broker.lan", mqtt__allow_insecure=True)).mqtt.host
+        == "broker.lan"
+    )
     s = check(with_(mqtt__url="mqtts://broker.example"))
     assert (s.mqtt.tls, s.mqtt.port) == (True, 8883)
 
 
 def test_env_overrides_toml(tmp_path: Path):
     path = tmp_path / "a.toml"
-    path.write_text('shop_id = "s1"\n[printers.front]\nhost = "127.0.0.1"\ncommand_set = "escpos"\n'
-                    '[terminals]\nT1 = "front"\n')
-    s = load_settings(path, {
-        "DRAWER_AGENT_MQTT__KEEPALIVE_S": "45",
-        "DRAWER_AGENT_PRINTERS__FRONT__PORT": "9101",
-        "DRAWER_AGENT_TERMINALS__T2": "front",
-        "DRAWER_AGENT_POLICY__OPEN_ON": "sale,refund",
-        "DRAWER_AGENT_SECURITY__REQUIRE_SIGNED": "false",
-        "DRAWER_AGENT_CONFIG": "ignored",
-        "OTHER": "ignored",
-    })
+    path.write_text(
+        'shop_id = "s1"\n[printers.front]\nhost = "127.0.0.1"\ncommand_set = "escpos"\n'
+        '[terminals]\nT1 = "front"\n'
+    )
+    s = load_settings(
+        path,
+        {
+            "DRAWER_AGENT_MQTT__KEEPALIVE_S": "45",
+            "DRAWER_AGENT_PRINTERS__FRONT__PORT": "9101",
+            "DRAWER_AGENT_TERMINALS__T2": "front",
+            "DRAWER_AGENT_POLICY__OPEN_ON": "sale,refund",
+            "DRAWER_AGENT_SECURITY__REQUIRE_SIGNED": "false",
+            "DRAWER_AGENT_CONFIG": "ignored",
+            "OTHER": "ignored",
+        },
+    )
     assert s.mqtt.keepalive_s == 45
     assert s.printers["front"].port == 9101
     assert s.terminals == {"T1": "front", "T2": "front"}
@@ -159,7 +207,10 @@ def test_env_overrides_toml(tmp_path: Path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"DRAWER_AGENT_MQTT__KEEPALIVE": "45"}, "mqtt.keepalive (from DRAWER_AGENT_MQTT__KEEPALIVE): unknown key"),
+        (
+            {"DRAWER_AGENT_MQTT__KEEPALIVE": "45"},
+            "mqtt.keepalive (from DRAWER_AGENT_MQTT__KEEPALIVE): unknown key",
+        ),
         ({"DRAWER_AGENT_MQTT__KEEPALIVE_S": "soon"}, "'soon' is not an integer"),
         ({"DRAWER_AGENT_SECURITY__REQUIRE_SIGNED": "maybe"}, "'maybe' is not true or false"),
         ({"DRAWER_AGENT_MQTT____URL": "x"}, "empty name segment"),

@@ -3,8 +3,15 @@
 import pytest
 
 from agent.status import (
-    Paper, PrinterStatus, StatusError, asb_length, build_dle_eot, build_star_asb, parse_dle_eot,
-    parse_star_asb, valid_dle_eot_byte,
+    Paper,
+    PrinterStatus,
+    StatusError,
+    asb_length,
+    build_dle_eot,
+    build_star_asb,
+    parse_dle_eot,
+    parse_star_asb,
+    valid_dle_eot_byte,
 )
 
 
@@ -30,8 +37,10 @@ def test_parse_dle_eot_refuses_non_status(reply):
         parse_dle_eot(bytes.fromhex(reply))
 
 
-@pytest.mark.parametrize(("byte", "valid"), [(0x12, True), (0x16, True), (0x7E, True),
-                                             (0x13, False), (0x92, False), (0x02, False)])
+@pytest.mark.parametrize(
+    ("byte", "valid"),
+    [(0x12, True), (0x16, True), (0x7E, True), (0x13, False), (0x92, False), (0x02, False)],
+)
 def test_valid_dle_eot_byte(byte, valid):
     assert valid_dle_eot_byte(byte) is valid
 
@@ -59,7 +68,11 @@ def test_parse_star_asb_example_from_the_manual():
 def test_parse_star_asb_bits(asb, online, paper, cover, pin_high):
     status = parse_star_asb(bytes.fromhex(asb))
     assert (status.online, status.paper, status.cover_open, status.drawer_pin_high) == (
-        online, paper, cover, pin_high)
+        online,
+        paper,
+        cover,
+        pin_high,
+    )
 
 
 @pytest.mark.parametrize("asb", ["23 86 00", "22 86 00 00 00 00 00 00 00", "23 86 00 00 00 00 00"])
@@ -70,8 +83,13 @@ def test_parse_star_asb_refuses_garbage(asb):
 
 @pytest.mark.parametrize(
     ("pin_high", "level", "open_"),
-    [(True, "low", False), (False, "low", True), (True, "high", True), (False, "high", False),
-     (None, "low", None)],
+    [
+        (True, "low", False),
+        (False, "low", True),
+        (True, "high", True),
+        (False, "high", False),
+        (None, "low", None),
+    ],
 )
 def test_drawer_polarity(pin_high, level, open_):
     assert PrinterStatus(True, drawer_pin_high=pin_high).drawer_open(level) is open_
@@ -80,7 +98,8 @@ def test_drawer_polarity(pin_high, level, open_):
 @pytest.mark.parametrize("paper", list(Paper))
 @pytest.mark.parametrize("pin_high", [True, False])
 def test_builders_round_trip(paper, pin_high):
-    status = PrinterStatus(online=True, paper=paper, cover_open=False, error=False,
-                           drawer_pin_high=pin_high)
+    status = PrinterStatus(
+        online=True, paper=paper, cover_open=False, error=False, drawer_pin_high=pin_high
+    )
     assert parse_dle_eot(build_dle_eot(status)) == status
     assert parse_star_asb(build_star_asb(status)) == status

@@ -1,0 +1,7 @@
+"""`python -m discovery`."""
+
+import sys
+
+from discovery.cli import main
+
+sys.exit(main())
