@@ -49,6 +49,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rejections_received_at ON rejections (received_at);
     """,
+    """
+    CREATE TABLE audit (
+        id            INTEGER PRIMARY KEY,
+        at            REAL NOT NULL,
+        kind          TEXT NOT NULL,
+        printer_id    TEXT,
+        detail        TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    """,
 )
 
 PENDING = "pending"
@@ -228,6 +238,23 @@ class Ledger:
             (received_at, event_id, reason, size),
         )
 
+    def audit(self, *, kind: str, printer_id: str | None, detail: str, at: float) -> None:
+        """Record something that changed how drawers are reached (an address move, ...)."""
+        self._update(
+            "INSERT INTO audit (at, kind, printer_id, detail) VALUES (?,?,?,?)",
+            (at, kind, printer_id, detail),
+        )
+
+    def recent_audit(self, limit: int = 100) -> list[dict[str, object]]:
+        """Newest audit entries first."""
+        cur = self._conn.execute(
+            "SELECT at, kind, printer_id, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [
+            dict(zip(("at", "kind", "printer_id", "detail"), r, strict=True))
+            for r in cur.fetchall()
+        ]
+
     def get(self, event_id: str) -> EventRow | None:
         """One event by id."""
         rows = self._select("WHERE event_id=?", (event_id,))
@@ -267,7 +294,7 @@ class Ledger:
         return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def prune(self, before: float) -> int:
-        """Delete final events and rejections received before `before`; return how many."""
+        """Delete final events, rejections and audit entries before `before`; return how many."""
         with self._tx():
             n = self._conn.execute(
                 "DELETE FROM events WHERE state='final' AND received_at < ?", (before,)
@@ -275,6 +302,7 @@ class Ledger:
             n += self._conn.execute(
                 "DELETE FROM rejections WHERE received_at < ?", (before,)
             ).rowcount
+            n += self._conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
         return int(n)
 
     def writable(self) -> bool:

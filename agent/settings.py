@@ -20,6 +20,7 @@ from agent import catalogue
 from agent.commands import CommandSet, check_pulse
 from agent.errors import ConfigError
 from agent.events import EventType
+from discovery.model import DiscoveryConfig
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 T = TypeVar("T")
@@ -142,6 +143,19 @@ class DiscoverySettings:
     probe: bool = True
     identify: bool = False
     interval_s: float = 300.0
+
+    def to_config(self) -> DiscoveryConfig:
+        """The discovery package's own config (it validates itself)."""
+        return DiscoveryConfig(
+            subnets=self.subnets,
+            interfaces=self.interfaces,
+            mdns=self.mdns,
+            snmp=bool(self.subnets),
+            probe=self.probe and bool(self.subnets),
+            identify=self.identify,
+            snmp_community=self.snmp_community,
+            interval_s=self.interval_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -624,7 +638,7 @@ def _discovery(sec: _Section) -> DiscoverySettings:
                 raise ConfigError(
                     sec.key("interfaces"), f"{addr!r} is not an interface address"
                 ) from None
-        return DiscoverySettings(
+        settings = DiscoverySettings(
             enabled=sec.flag("enabled", bool(subnets) or sec.has("interval_s")),
             subnets=subnets,
             interfaces=interfaces,
@@ -634,6 +648,11 @@ def _discovery(sec: _Section) -> DiscoverySettings:
             identify=sec.flag("identify", False),
             interval_s=sec.number("interval_s", 300.0, 5.0, 86400.0),
         )
+        try:
+            settings.to_config()
+        except ValueError as exc:
+            raise ConfigError(sec.path, str(exc)) from None
+        return settings
 
 
 def _health(sec: _Section) -> HealthSettings:

@@ -19,6 +19,7 @@ PURE = [
     "agent/settings.py",
     "agent/emulation.py",
     "agent/errors.py",
+    "agent/addresses.py",
 ]
 FORBIDDEN = {
     "asyncio",
