@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 from agent import __version__, signing
 from agent.acks import AckStatus
-from agent.dispatcher import Dispatcher, Job
+from agent.dispatcher import Dispatcher, Job, Outcome
 from agent.errors import BrokerError
 from agent.http_api import HttpServer
 from agent.intake import AckPublisher, Intake
 from agent.ledger import SENDING, Ledger
+from agent.metrics import Metrics
 from agent.mqtt_link import LastWill, MqttLink
+from agent.prober import Prober
 from agent.settings import Settings
 from agent.topics import Topics
 
@@ -41,6 +43,9 @@ class Agent:
     topics: Topics
     started_at: float = field(default_factory=time.time)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    prober: Prober | None = None
+    http_port: int = 0
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -74,14 +79,37 @@ async def run(
             will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
         )
         acks = AckPublisher(link, topics, ledger)
-        dispatcher = Dispatcher(
-            settings.printers,
-            ledger,
-            settings.dispatch,
-            lambda outcome: intake.on_outcome(outcome),  # noqa: PLW0108 (intake is built next)
-        )
+        metrics = Metrics()
+
+        async def on_outcome(outcome: Outcome) -> None:
+            metrics.outcome(outcome)
+            await intake.on_outcome(outcome)
+
+        dispatcher = Dispatcher(settings.printers, ledger, settings.dispatch, on_outcome)
         intake = Intake(settings, ledger, dispatcher, acks, link, keyring)
-        agent = Agent(settings, ledger, link, dispatcher, acks, intake, topics)
+        # Health, metrics and the closed loop (issue 4).
+        prober = Prober(
+            settings.printers, settings.health, dispatcher, link, topics, metrics=metrics
+        )
+        dispatcher.kick_for = prober.kick_for
+        dispatcher.read_drawer = prober.read_drawer
+        intake.on_final = metrics.event
+        metrics.bind(
+            connected=link.connected.is_set,
+            ledger_size=ledger.count,
+            event_type=lambda eid: row.type if (row := ledger.get(eid)) else None,
+        )
+        agent = Agent(
+            settings,
+            ledger,
+            link,
+            dispatcher,
+            acks,
+            intake,
+            topics,
+            metrics=metrics,
+            prober=prober,
+        )
         recover(agent)
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -90,9 +118,11 @@ async def run(
 
         async def on_connect() -> None:
             await publish_status(agent, "online")
+            prober.reconnected()
             await acks.resend_unacked()
 
         async with HttpServer(agent) as http:
+            agent.http_port = http.port
             log.info(
                 "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
                 __version__,
@@ -106,6 +136,7 @@ async def run(
                     tg.create_task(link.run(topics.events, intake.handle, on_connect), name="mqtt"),
                     tg.create_task(dispatcher.run(), name="dispatch"),
                     tg.create_task(acks.run(), name="acks"),
+                    tg.create_task(prober.run(), name="health"),
                     tg.create_task(
                         prune_forever(ledger, settings.state.retention_days), name="prune"
                     ),

@@ -11,12 +11,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent import printer_link
 from agent.acks import AckStatus
-from agent.commands import drawer_kick
 from agent.errors import LedgerError, PrinterUnreachable
+from agent.health import Kick, choose_kick
 from agent.ledger import Ledger
 from agent.logs import QuietLog
 from agent.retry import Backoff, attempt_timeout, next_attempt_at
@@ -25,6 +25,7 @@ from agent.settings import DispatchSettings, PrinterSettings
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+REALTIME_DETAIL = "real-time pulse: the last probe saw the printer offline or out of paper"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Outcome:
     attempts: int
     sent_at: float | None = None
     detail: str = ""
+    realtime: bool = False
+    drawer_open: bool | None = None
 
     @property
     def latency_ms(self) -> float | None:
@@ -64,6 +67,7 @@ class PrinterQueue:
     queue: asyncio.Queue[Job]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     busy: bool = False
+    sensing: int = 0
 
 
 class Dispatcher:
@@ -79,6 +83,8 @@ class Dispatcher:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        kick_for: Callable[[PrinterSettings], Kick] | None = None,
+        read_drawer: Callable[[str, float], Awaitable[bool | None]] | None = None,
     ) -> None:
         self.printers = printers
         self.ledger = ledger
@@ -88,6 +94,10 @@ class Dispatcher:
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
         self.clock = clock
+        # Closed loop (issue 4): the prober picks the pulse form and reads the drawer sensor.
+        self.kick_for = kick_for or (lambda p: choose_kick(p, None))
+        self.read_drawer = read_drawer
+        self._tg: asyncio.TaskGroup | None = None
         self.queues = {
             pid: PrinterQueue(asyncio.Queue(maxsize=settings.queue_size)) for pid in printers
         }
@@ -111,7 +121,7 @@ class Dispatcher:
 
     def pending(self) -> int:
         """Jobs queued or in progress."""
-        return sum(pq.queue.qsize() + int(pq.busy) for pq in self.queues.values())
+        return sum(pq.queue.qsize() + int(pq.busy) + pq.sensing for pq in self.queues.values())
 
     async def drained(self) -> None:
         """Wait until every queue is empty and no pulse is in progress."""
@@ -122,6 +132,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Run one worker per printer until cancelled."""
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             for pid in self.queues:
                 tg.create_task(self._worker(pid), name=f"dispatch[{pid}]")
 
@@ -132,31 +143,55 @@ class Dispatcher:
             pq.busy = True
             try:
                 outcome = await self._deliver(job)
-                try:
-                    self.ledger.finish(
-                        job.event_id,
-                        status=outcome.status.value,
-                        attempts=outcome.attempts,
-                        finished_at=self.clock(),
-                        sent_at=outcome.sent_at,
-                        latency_ms=outcome.latency_ms,
-                        detail=outcome.detail,
+                self._record(outcome)
+                if self.read_drawer is not None and outcome.sent_at is not None and self._tg:
+                    # Read the sensor in the background: the next pulse is not delayed, the
+                    # ack waits for the read (bounded by read_drawer).
+                    pq.sensing += 1
+                    self._tg.create_task(
+                        self._sense(pq, outcome), name=f"sense[{printer_id}:{job.event_id}]"
                     )
-                except LedgerError as exc:
-                    log.error(
-                        "event %s %s but not recorded: %s", job.event_id, outcome.status.value, exc
-                    )
-                await self.on_outcome(outcome)
+                else:
+                    await self.on_outcome(outcome)
             finally:
                 pq.busy = False
                 if not self.pending():
                     self._idle.set()
 
+    async def _sense(self, pq: PrinterQueue, outcome: Outcome) -> None:
+        assert self.read_drawer is not None
+        assert outcome.sent_at is not None
+        try:
+            is_open = await self.read_drawer(outcome.job.printer_id, outcome.sent_at)
+            if is_open is not None:
+                outcome = replace(outcome, drawer_open=is_open)
+                self._record(outcome)
+            await self.on_outcome(outcome)
+        finally:
+            pq.sensing -= 1
+            if not self.pending():
+                self._idle.set()
+
+    def _record(self, outcome: Outcome) -> None:
+        job = outcome.job
+        try:
+            self.ledger.finish(
+                job.event_id,
+                status=outcome.status.value,
+                attempts=outcome.attempts,
+                finished_at=self.clock(),
+                sent_at=outcome.sent_at,
+                latency_ms=outcome.latency_ms,
+                detail=outcome.detail,
+                drawer_open=outcome.drawer_open,
+            )
+        except LedgerError as exc:
+            log.error("event %s %s but not recorded: %s", job.event_id, outcome.status.value, exc)
+
     async def _deliver(self, job: Job) -> Outcome:
         printer = self.printers[job.printer_id]
-        payload = drawer_kick(
-            printer.command_set, printer.drawer, printer.pulse_on_ms, printer.pulse_off_ms
-        )
+        kick = self.kick_for(printer)
+        payload = kick.payload
         quiet = self._quiet[job.printer_id]
         attempts = 0
         last_error = "deadline passed while queued behind other events"
@@ -207,7 +242,14 @@ class Dispatcher:
                     quiet.warning("printer %s: %s", job.printer_id, last_error)
                 else:
                     quiet.recovered("printer %s: reachable again", job.printer_id)
-                    return Outcome(job, AckStatus.OPENED, attempts, sent_at=sent.written_at)
+                    return Outcome(
+                        job,
+                        AckStatus.OPENED,
+                        attempts,
+                        sent_at=sent.written_at,
+                        realtime=kick.realtime,
+                        detail=REALTIME_DETAIL if kick.realtime else "",
+                    )
             at = next_attempt_at(
                 self.backoff, max(1, attempts), self.clock(), job.deadline, self.rng
             )

@@ -123,6 +123,8 @@ class Intake:
         )
         self.limiter = PulseRateLimiter(settings.security.max_pulses_per_minute)
         self.statuses: dict[str, int] = {}
+        # Metrics hook (issue 4): called with (event_id, status) for every final status.
+        self.on_final: Callable[[str | None, AckStatus], None] | None = None
 
     async def handle(self, msg: Incoming) -> None:
         """Handle one message; the PUBACK goes out once the ledger has what it needs."""
@@ -136,13 +138,13 @@ class Intake:
             raise Redeliver(str(exc)) from None
         self.link.ack(msg)
         if ack is not None:
-            self._count(ack.status)
+            self._count(ack.status, ack.event_id)
             self.acks.put(ack)
 
     async def on_outcome(self, outcome: Outcome) -> None:
         """A job finished: publish its ack."""
         job = outcome.job
-        self._count(outcome.status)
+        self._count(outcome.status, job.event_id)
         log.info(
             "event %s %s",
             job.event_id,
@@ -153,6 +155,8 @@ class Intake:
                 "status": outcome.status.value,
                 "attempts": outcome.attempts,
                 "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 2),
+                "drawer_open": outcome.drawer_open,
+                "source": job.source,
             },
         )
         if job.source == "mqtt":
@@ -165,6 +169,7 @@ class Intake:
                     attempts=outcome.attempts,
                     latency_ms=outcome.latency_ms,
                     detail=outcome.detail,
+                    drawer_open=outcome.drawer_open,
                 )
             )
 
@@ -289,5 +294,7 @@ class Intake:
         first = status if state == "final" else "in progress"
         return replace(base, status=AckStatus.DUPLICATE, detail=f"already handled: {first}")
 
-    def _count(self, status: AckStatus) -> None:
+    def _count(self, status: AckStatus, event_id: str | None) -> None:
         self.statuses[status.value] = self.statuses.get(status.value, 0) + 1
+        if self.on_final is not None:
+            self.on_final(event_id, status)

@@ -1,23 +1,42 @@
 """Following a printer whose address changes (pure)."""
 
 import pytest
-from discovery.model import PrinterRecord
 
 from agent.addresses import AddressBook, Move
 from agent.commands import CommandSet
 from agent.settings import MatchSettings, PrinterSettings
+from discovery.model import PrinterRecord
 
 
 def printer(pid, host=None, match=None, port=9100):
-    return PrinterSettings(id=pid, host=host, port=port, command_set=CommandSet.ESCPOS,
-                           model=None, drawer=1, pulse_on_ms=100, pulse_off_ms=500, match=match)
+    return PrinterSettings(
+        id=pid,
+        host=host,
+        port=port,
+        command_set=CommandSet.ESCPOS,
+        model=None,
+        drawer=1,
+        pulse_on_ms=100,
+        pulse_off_ms=500,
+        match=match,
+    )
 
 
 def record(host, *, mac=None, serial=None, mdns_name=None, port=9100):
-    return PrinterRecord(host=host, port=port, vendor="Epson", model="TM-T20III",
-                         command_set="escpos", mac=mac, serial=serial, name=None,
-                         sources=frozenset({"snmp"}), first_seen=0.0, last_seen=0.0,
-                         mdns_name=mdns_name)
+    return PrinterRecord(
+        host=host,
+        port=port,
+        vendor="Epson",
+        model="TM-T20III",
+        command_set="escpos",
+        mac=mac,
+        serial=serial,
+        name=None,
+        sources=frozenset({"snmp"}),
+        first_seen=0.0,
+        last_seen=0.0,
+        mdns_name=mdns_name,
+    )
 
 
 BOOK = {
@@ -31,12 +50,16 @@ BOOK = {
 @pytest.mark.parametrize(
     ("rec", "moves"),
     [
-        (record("127.0.0.11", mac="00:26:ab:12:34:56"),
-         [Move("by-mac", ("127.0.0.10", 9100), ("127.0.0.11", 9100))]),
+        (
+            record("127.0.0.11", mac="00:26:ab:12:34:56"),
+            [Move("by-mac", ("127.0.0.10", 9100), ("127.0.0.11", 9100))],
+        ),
         (record("127.0.0.10", mac="00:26:ab:12:34:56"), []),  # same place: no move
         (record("127.0.0.12", serial="x5e001"), [Move("by-serial", None, ("127.0.0.12", 9100))]),
-        (record("127.0.0.13", mdns_name="tm-t20iii FRONT._pdl-datastream._tcp.local."),
-         [Move("by-name", None, ("127.0.0.13", 9100))]),
+        (
+            record("127.0.0.13", mdns_name="tm-t20iii FRONT._pdl-datastream._tcp.local."),
+            [Move("by-name", None, ("127.0.0.13", 9100))],
+        ),
         (record("127.0.0.14", mac="00:26:ab:ff:ff:ff"), []),
         (record("127.0.0.9", mac="00:26:ab:12:34:57"), []),  # a printer without match never moves
     ],
@@ -54,5 +77,7 @@ def test_match_only_printer_has_no_address_until_seen():
     assert book.address("by-serial") is None
     book.observe(record("127.0.0.20", serial="X5E001"))
     assert book.printer_at("127.0.0.20", 9100) == "by-serial"
-    assert "moved from unknown to 127.0.0.20:9100" in Move("by-serial", None,
-                                                           ("127.0.0.20", 9100)).describe()
+    assert (
+        "moved from unknown to 127.0.0.20:9100"
+        in Move("by-serial", None, ("127.0.0.20", 9100)).describe()
+    )

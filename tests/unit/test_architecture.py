@@ -20,6 +20,7 @@ PURE = [
     "agent/emulation.py",
     "agent/errors.py",
     "agent/addresses.py",
+    "agent/health.py",
 ]
 FORBIDDEN = {
     "asyncio",
