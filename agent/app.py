@@ -9,12 +9,14 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, closing
 from dataclasses import dataclass, field
 
 from agent import __version__, signing
 from agent.acks import AckStatus
+from agent.addresses import AddressBook
 from agent.dispatcher import Dispatcher, Job, Outcome
-from agent.errors import BrokerError
+from agent.errors import BrokerError, LedgerError
 from agent.http_api import HttpServer
 from agent.intake import AckPublisher, Intake
 from agent.ledger import SENDING, Ledger
@@ -23,6 +25,7 @@ from agent.mqtt_link import LastWill, MqttLink
 from agent.prober import Prober
 from agent.settings import Settings
 from agent.topics import Topics
+from discovery import DiscoveryService, DiscoveryStore, PrinterRecord
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class Agent:
     metrics: Metrics = field(default_factory=Metrics)
     prober: Prober | None = None
     http_port: int = 0
+    addresses: AddressBook | None = None
+    discovery: DiscoveryService | None = None
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -85,7 +90,10 @@ async def run(
             metrics.outcome(outcome)
             await intake.on_outcome(outcome)
 
-        dispatcher = Dispatcher(settings.printers, ledger, settings.dispatch, on_outcome)
+        book = AddressBook(settings.printers)
+        dispatcher = Dispatcher(
+            settings.printers, ledger, settings.dispatch, on_outcome, resolve=book.address
+        )
         intake = Intake(settings, ledger, dispatcher, acks, link, keyring)
         # Health, metrics and the closed loop (issue 4).
         prober = Prober(
@@ -109,6 +117,7 @@ async def run(
             topics,
             metrics=metrics,
             prober=prober,
+            addresses=book,
         )
         recover(agent)
         loop = asyncio.get_running_loop()
@@ -121,8 +130,19 @@ async def run(
             prober.reconnected()
             await acks.resend_unacked()
 
-        async with HttpServer(agent) as http:
+        async with HttpServer(agent) as http, contextlib.AsyncExitStack() as stack:
             agent.http_port = http.port
+            if wants_discovery(settings):
+                agent.discovery = await stack.enter_async_context(
+                    DiscoveryService(
+                        settings.discovery.to_config(),
+                        store=stack.enter_context(closing(DiscoveryStore(ledger.path))),
+                        on_change=lambda new, _old: follow(agent, new),
+                        guard=lambda host, port: printer_guard(agent, host, port),
+                    )
+                )
+                for record in agent.discovery.snapshot():
+                    follow(agent, record)
             log.info(
                 "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
                 __version__,
@@ -152,6 +172,36 @@ async def run(
                 loop.remove_signal_handler(sig)
     log.info("drawer-agent stopped")
     return 0
+
+
+def wants_discovery(settings: Settings) -> bool:
+    """Discovery runs when configured, or when a printer is followed by identity."""
+    return settings.discovery.enabled or any(p.match for p in settings.printers.values())
+
+
+def follow(agent: Agent, record: PrinterRecord) -> None:
+    """A discovered printer changed: move matched printers there, log it, audit it."""
+    if agent.addresses is None:
+        return
+    for move in agent.addresses.observe(record):
+        log.warning("%s", move.describe(), extra={"printer_id": move.printer_id})
+        try:
+            agent.ledger.audit(
+                kind="address_change",
+                printer_id=move.printer_id,
+                detail=move.describe(),
+                at=time.time(),
+            )
+        except LedgerError as exc:
+            log.error("address change not audited: %s", exc)
+
+
+def printer_guard(agent: Agent, host: str, port: int) -> AbstractAsyncContextManager[object]:
+    """Discovery probes hold the printer's lock, so they never overlap a pulse."""
+    pid = agent.addresses.printer_at(host, port) if agent.addresses else None
+    if pid is None:
+        return contextlib.nullcontext()
+    return agent.dispatcher.lock_for(pid)
 
 
 async def shutdown(agent: Agent) -> None:

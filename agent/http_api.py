@@ -115,9 +115,16 @@ async def printers(request: web.Request) -> web.Response:
                 "drawer": p.drawer,
                 "queued": agent.dispatcher.queues[pid].queue.qsize(),
                 "health": state,
+                "address": _address(agent, pid),
             }
         )
-    return web.json_response({"printers": out})
+    discovered = [r.to_json() for r in agent.discovery.snapshot()] if agent.discovery else []
+    return web.json_response({"printers": out, "discovered": discovered})
+
+
+def _address(agent: Agent, printer_id: str) -> str | None:
+    found = agent.dispatcher.resolve(printer_id)
+    return None if found is None else f"{found[0]}:{found[1]}"
 
 
 async def events(request: web.Request) -> web.Response:
