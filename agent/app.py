@@ -100,7 +100,9 @@ async def run(
             settings.printers, settings.health, dispatcher, link, topics, metrics=metrics
         )
         dispatcher.kick_for = prober.kick_for
-        dispatcher.read_drawer = prober.read_drawer
+        if settings.health.confirm_drawer:
+            # The ack then waits ~0.5 s for the sensor reading after the pulse.
+            dispatcher.read_drawer = prober.read_drawer
         intake.on_final = metrics.event
         metrics.bind(
             connected=link.connected.is_set,

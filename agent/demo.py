@@ -131,19 +131,22 @@ async def _exercise(
             rows.append((label, expected, ack, (time.perf_counter() - sent) * 1000))
     print(
         f"\n{'event':<30} {'expected':<10} {'ack':<10} {'printer':<8} {'tries':>5} "
-        f"{'agent ms':>9} {'round trip ms':>14}  detail"
+        f"{'agent ms':>9} {'ack ms':>7} {'drawer':>7}  detail"
     )
     ok = True
     for label, expected, ack, rtt in rows:
         good = ack["status"] == expected
         ok &= good
         latency = "" if ack.get("latency_ms") is None else f"{ack['latency_ms']:.2f}"
+        drawer = {True: "open", False: "closed"}.get(ack.get("drawer_open"), "")
         print(
             f"{label:<30} {expected:<10} {ack['status']:<10} {ack.get('printer_id') or '-':<8} "
-            f"{ack.get('attempts', 0):>5} {latency:>9} {rtt:>14.2f}  "
+            f"{ack.get('attempts', 0):>5} {latency:>9} {rtt:>7.0f} {drawer:>7}  "
             f"{'' if good else 'UNEXPECTED '}{ack.get('detail', '')[:60]}"
         )
     print(f"\nfront (ESC/POS) pulses: {len(front.pulses)}   back (Star) pulses: {len(back.pulses)}")
+    print("agent ms: receipt to kick bytes written; ack ms: publish to ack, including the drawer")
+    print("sensor read ~0.4 s after the pulse (health.confirm_drawer)")
     pulses_ok = len(front.pulses) == 4 and len(back.pulses) == 2
     ok &= pulses_ok
     print("demo OK: every outcome as expected" if ok else "demo FAILED: see the rows above")

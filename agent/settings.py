@@ -164,6 +164,7 @@ class HealthSettings:
 
     interval_s: float = 30.0
     drawer_open_alert_s: float = 120.0
+    confirm_drawer: bool = True
 
 
 @dataclass(frozen=True)
@@ -660,6 +661,7 @@ def _health(sec: _Section) -> HealthSettings:
         return HealthSettings(
             interval_s=sec.number("interval_s", 30.0, 0.2, 3600.0),
             drawer_open_alert_s=sec.number("drawer_open_alert_s", 120.0, 1.0, 86400.0),
+            confirm_drawer=sec.flag("confirm_drawer", True),
         )
 
 
