@@ -138,7 +138,8 @@ async def _exercise(
         good = ack["status"] == expected
         ok &= good
         latency = "" if ack.get("latency_ms") is None else f"{ack['latency_ms']:.2f}"
-        drawer = {True: "open", False: "closed"}.get(ack.get("drawer_open"), "")
+        state = ack.get("drawer_open")
+        drawer = "" if state is None else ("open" if state else "closed")
         print(
             f"{label:<30} {expected:<10} {ack['status']:<10} {ack.get('printer_id') or '-':<8} "
             f"{ack.get('attempts', 0):>5} {latency:>9} {rtt:>7.0f} {drawer:>7}  "
