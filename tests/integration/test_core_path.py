@@ -280,3 +280,20 @@ async def test_ledger_is_the_audit_trail(mosquitto, tmp_path, printers, pos):
     assert row.sent_at is not None and row.latency_ms is not None
     assert row.acked is True
     assert rejections[0]["reason"].startswith("payload is not JSON")
+
+
+async def test_closed_loop_reads_the_sensor_unless_turned_off(mosquitto, tmp_path, printers, pos):
+    front, back = printers
+    confirmed = Shop(mosquitto, tmp_path / "on", front, back)
+    async with running_agent(confirmed.settings):
+        ev = event()
+        await send(pos, ev)
+        with_sensor = await ack_of(pos, ev["event_id"])
+    quick = Shop(mosquitto, tmp_path / "off", front, back, health={"confirm_drawer": False})
+    async with running_agent(quick.settings):
+        ev = event()
+        await send(pos, ev)
+        without = await ack_of(pos, ev["event_id"])
+    assert with_sensor["status"] == without["status"] == "opened"
+    assert with_sensor["drawer_open"] is True
+    assert "drawer_open" not in without
