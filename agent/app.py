@@ -130,7 +130,7 @@ async def run(
         async def on_connect() -> None:
             await publish_status(agent, "online")
             prober.reconnected()
-            await acks.resend_unacked()
+            await acks.resend_unacked(skip=dispatcher.sensing_ids)
 
         async with HttpServer(agent) as http, contextlib.AsyncExitStack() as stack:
             agent.http_port = http.port

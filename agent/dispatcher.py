@@ -98,6 +98,8 @@ class Dispatcher:
         self.kick_for = kick_for or (lambda p: choose_kick(p, None))
         self.read_drawer = read_drawer
         self._tg: asyncio.TaskGroup | None = None
+        # Final in the ledger but their ack waits for the sensor read: not to be resent.
+        self.sensing_ids: set[str] = set()
         self.queues = {
             pid: PrinterQueue(asyncio.Queue(maxsize=settings.queue_size)) for pid in printers
         }
@@ -148,6 +150,7 @@ class Dispatcher:
                     # Read the sensor in the background: the next pulse is not delayed, the
                     # ack waits for the read (bounded by read_drawer).
                     pq.sensing += 1
+                    self.sensing_ids.add(job.event_id)
                     self._tg.create_task(
                         self._sense(pq, outcome), name=f"sense[{printer_id}:{job.event_id}]"
                     )
@@ -169,6 +172,7 @@ class Dispatcher:
             await self.on_outcome(outcome)
         finally:
             pq.sensing -= 1
+            self.sensing_ids.discard(outcome.job.event_id)
             if not self.pending():
                 self._idle.set()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from agent import signing
@@ -39,6 +39,7 @@ class AckPublisher:
         self.topics = topics
         self.ledger = ledger
         self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=ACK_QUEUE_SIZE)
+        self.queued_ids: set[str] = set()
         self.published = 0
 
     def put(self, ack: Ack) -> None:
@@ -47,6 +48,9 @@ class AckPublisher:
             self.queue.put_nowait(ack)
         except asyncio.QueueFull:
             log.warning("ack queue full; ack for %s waits for the next reconnect", ack.event_id)
+            return
+        if ack.event_id is not None:
+            self.queued_ids.add(ack.event_id)
 
     async def run(self) -> None:
         """Publish queued acks forever; on broker loss, wait and resend from the ledger."""
@@ -59,9 +63,15 @@ class AckPublisher:
         while not self.queue.empty():
             await self._publish(self.queue.get_nowait())
 
-    async def resend_unacked(self) -> None:
-        """After a (re)connect: queue acks for final events whose ack never reached the broker."""
+    async def resend_unacked(self, skip: Collection[str] = ()) -> None:
+        """After a (re)connect: queue acks for final events whose ack never reached the broker.
+
+        Acks already queued, and events in `skip` (their ack is still coming), are not
+        queued twice: one message, one ack.
+        """
         for row in self.ledger.unacked():
+            if row.event_id in self.queued_ids or row.event_id in skip:
+                continue
             self.put(
                 Ack(
                     event_id=row.event_id,
@@ -76,6 +86,8 @@ class AckPublisher:
             )
 
     async def _publish(self, ack: Ack) -> None:
+        if ack.event_id is not None:
+            self.queued_ids.discard(ack.event_id)
         try:
             await self.link.publish(self.topics.acks, ack.to_json())
         except BrokerError as exc:
