@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.errors import PrinterUnreachable
+
+ReadReply = Callable[[asyncio.StreamReader], Awaitable[bytes]]
 
 
 class DeliveryUncertain(PrinterUnreachable):
@@ -86,11 +89,15 @@ async def exchange(
     host: str,
     port: int,
     request: bytes,
-    reply_size: int,
+    reply: int | ReadReply,
     *,
     timeout: float,
 ) -> bytes:
-    """Send a status request and read exactly `reply_size` bytes; for probes, never pulses."""
+    """Send a status request and read the reply (`reply` bytes, or as `reply` reads it).
+
+    For probes: the caller sends only requests that print nothing and never pulse.
+    """
+    read: ReadReply = reply if callable(reply) else _exactly(reply)
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
@@ -103,7 +110,7 @@ async def exchange(
         writer.write(request)
         async with asyncio.timeout(timeout):
             await writer.drain()
-            return await reader.readexactly(reply_size)
+            return await read(reader)
     except TimeoutError:
         raise PrinterUnreachable(host, port, "no status reply") from None
     except asyncio.IncompleteReadError as exc:
@@ -114,6 +121,13 @@ async def exchange(
         raise PrinterUnreachable(host, port, _describe(exc)) from None
     finally:
         await _close(writer, timeout)
+
+
+def _exactly(size: int) -> ReadReply:
+    async def read(reader: asyncio.StreamReader) -> bytes:
+        return await reader.readexactly(size)
+
+    return read
 
 
 async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from agent import health
+from agent import health, printer_link
 from agent.commands import CommandSet, status_requests
 from agent.errors import BrokerError, PrinterUnreachable
 from agent.health import DrawerWatch, Kick, PrinterHealth
@@ -49,39 +49,18 @@ async def query_status(
 ) -> PrinterStatus:
     """One short connection: send the real-time status requests, read and decode the reply."""
     request = b"".join(status_requests(command_set))
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        raise PrinterUnreachable(host, port, "connect timed out") from None
-    except OSError as exc:
-        raise PrinterUnreachable(host, port, _describe(exc)) from None
-    try:
-        writer.write(request)
-        async with asyncio.timeout(timeout):
-            await writer.drain()
-            if command_set is CommandSet.ESCPOS:
-                # One byte per DLE EOT n, in request order (§2.1).
-                return parse_dle_eot(await reader.readexactly(4))
-            # Header 1 announces the ASB length (§2.5); extended status after it is ignored.
-            header = await reader.readexactly(1)
-            rest = await reader.readexactly(max(0, asb_length(header[0]) - 1))
-            return parse_star_asb(header + rest)
-    except TimeoutError:
-        raise PrinterUnreachable(host, port, "no status reply") from None
-    except asyncio.IncompleteReadError as exc:
-        raise PrinterUnreachable(
-            host, port, f"short status reply ({len(exc.partial)} bytes)"
-        ) from None
-    except OSError as exc:
-        raise PrinterUnreachable(host, port, _describe(exc)) from None
-    finally:
-        writer.close()
-        try:
-            async with asyncio.timeout(timeout):
-                await writer.wait_closed()
-        except (TimeoutError, OSError):
-            pass
+    if command_set is CommandSet.ESCPOS:
+        # One byte per DLE EOT n, in request order (§2.1).
+        return parse_dle_eot(await printer_link.exchange(host, port, request, 4, timeout=timeout))
+    return parse_star_asb(
+        await printer_link.exchange(host, port, request, _read_asb, timeout=timeout)
+    )
+
+
+async def _read_asb(reader: asyncio.StreamReader) -> bytes:
+    # Header 1 announces the ASB length (§2.5); extended status after it is ignored.
+    header = await reader.readexactly(1)
+    return header + await reader.readexactly(max(0, asb_length(header[0]) - 1))
 
 
 class Prober:
@@ -251,10 +230,3 @@ class Prober:
         except BrokerError as exc:
             log.debug("alert for printer %s not published: %s", alert.printer_id, exc)
 
-
-def _describe(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (printer busy or port closed)"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    return (exc.strerror or str(exc) or type(exc).__name__).lower()
