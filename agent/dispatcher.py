@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from agent import printer_link
 from agent.acks import AckStatus
+from agent.commands import CommandSet, status_requests
 from agent.errors import LedgerError, PrinterUnreachable
 from agent.health import Kick, choose_kick
 from agent.ledger import Ledger
@@ -146,7 +147,13 @@ class Dispatcher:
             try:
                 outcome = await self._deliver(job)
                 self._record(outcome)
-                if self.read_drawer is not None and outcome.sent_at is not None and self._tg:
+                # The sensor read is best effort: skipped while more pulses wait for this printer.
+                if (
+                    self.read_drawer is not None
+                    and outcome.sent_at is not None
+                    and self._tg
+                    and pq.queue.empty()
+                ):
                     # Read the sensor in the background: the next pulse is not delayed, the
                     # ack waits for the read (bounded by read_drawer).
                     pq.sensing += 1
@@ -228,6 +235,7 @@ class Dispatcher:
                             payload,
                             connect_timeout=timeout,
                             write_timeout=self.settings.write_timeout_s,
+                            confirm=self._confirm(printer),
                         )
                 except printer_link.DeliveryUncertain as exc:
                     quiet.warning("printer %s: %s", job.printer_id, exc.reason)
@@ -246,13 +254,14 @@ class Dispatcher:
                     quiet.warning("printer %s: %s", job.printer_id, last_error)
                 else:
                     quiet.recovered("printer %s: reachable again", job.printer_id)
+                    notes = [REALTIME_DETAIL if kick.realtime else "", sent.note]
                     return Outcome(
                         job,
                         AckStatus.OPENED,
                         attempts,
                         sent_at=sent.written_at,
                         realtime=kick.realtime,
-                        detail=REALTIME_DETAIL if kick.realtime else "",
+                        detail="; ".join(n for n in notes if n),
                     )
             at = next_attempt_at(
                 self.backoff, max(1, attempts), self.clock(), job.deadline, self.rng
@@ -261,6 +270,14 @@ class Dispatcher:
                 status = AckStatus.FAILED if attempts else AckStatus.EXPIRED
                 return Outcome(job, status, attempts, detail=f"until the deadline: {last_error}")
             await asyncio.sleep(at - self.clock())
+
+    def _confirm(self, printer: PrinterSettings) -> printer_link.Confirm | None:
+        if not printer.confirm:
+            return None
+        requests = status_requests(printer.command_set)
+        if printer.command_set is CommandSet.ESCPOS:
+            return printer_link.Confirm(requests[0], 1)  # DLE EOT 1: one byte (§2.1)
+        return printer_link.Confirm(requests[0], printer_link.read_asb)  # ESC ACK SOH (§2.5)
 
     def _configured_address(self, printer_id: str) -> Address | None:
         printer = self.printers[printer_id]

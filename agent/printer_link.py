@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.errors import PrinterUnreachable
+from agent.status import asb_length
 
 ReadReply = Callable[[asyncio.StreamReader], Awaitable[bytes]]
 
@@ -23,10 +24,20 @@ class DeliveryUncertain(PrinterUnreachable):
 
 @dataclass(frozen=True)
 class Sent:
-    """A completed write."""
+    """A completed write; `confirmed` when the printer answered the status request after it."""
 
     written_at: float
+    confirmed: bool = False
     reply: bytes = b""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """A real-time status request sent right after the kick, and how to read its reply."""
+
+    request: bytes
+    reply: int | ReadReply
 
 
 async def send(
@@ -36,14 +47,14 @@ async def send(
     *,
     connect_timeout: float,
     write_timeout: float,
-    read_reply: int = 0,
-    reply_timeout: float = 0.3,
+    confirm: Confirm | None = None,
 ) -> Sent:
-    """Write `payload` and close; optionally read `read_reply` bytes of status reply first.
+    """Write `payload`, optionally followed by a status request whose reply confirms it; close.
 
-    Raises PrinterUnreachable when nothing was written (safe to retry) and
-    DeliveryUncertain when the failure came after the write (never retry that: a drawer
-    must not open twice for one event).
+    Real-time status requests are answered on receipt (PROTOCOLS §2.1, §2.5), so a reply
+    proves the printer read everything before it, the kick included. Raises
+    PrinterUnreachable when the printer cannot have read the kick (safe to retry) and
+    DeliveryUncertain when it may have (never retried: a drawer must not open twice).
     """
     try:
         async with asyncio.timeout(connect_timeout):
@@ -52,15 +63,14 @@ async def send(
         raise PrinterUnreachable(host, port, "connect timed out") from None
     except OSError as exc:
         raise PrinterUnreachable(host, port, _describe(exc)) from None
-    reply = b""
     try:
         # A printer that accepts and resets at once (a busy single-session NIC) has
-        # already closed by now: that is "not sent", so the caller may retry.
+        # usually closed by now: that is "not sent", so the caller may retry.
         await asyncio.sleep(0)
         if writer.transport.is_closing() or reader.at_eof():
             raise PrinterUnreachable(host, port, "closed the connection before the write")
         _no_delay(writer)
-        writer.write(payload)
+        writer.write(payload + (confirm.request if confirm else b""))
         written_at = time.time()
         try:
             async with asyncio.timeout(write_timeout):
@@ -74,15 +84,37 @@ async def send(
             raise DeliveryUncertain(
                 host, port, f"write did not complete: {_describe(exc)}"
             ) from None
-        if read_reply:
-            try:
-                async with asyncio.timeout(reply_timeout):
-                    reply = await reader.readexactly(read_reply)
-            except (TimeoutError, asyncio.IncompleteReadError, OSError):
-                reply = b""
-        return Sent(written_at=written_at, reply=reply)
+        if confirm is None:
+            return Sent(written_at=written_at)
+        return await _confirmation(host, port, reader, confirm, written_at, write_timeout)
     finally:
         await _close(writer, write_timeout)
+
+
+async def _confirmation(
+    host: str,
+    port: int,
+    reader: asyncio.StreamReader,
+    confirm: Confirm,
+    written_at: float,
+    timeout: float,
+) -> Sent:
+    read = confirm.reply if callable(confirm.reply) else _exactly(confirm.reply)
+    try:
+        async with asyncio.timeout(timeout):
+            reply = await read(reader)
+    except ConnectionResetError:
+        # Reset with no answer: the kernel discards unread bytes on reset, so the printer's
+        # socket was closed with our kick unread (the accept-then-reset busy NIC, §3).
+        raise PrinterUnreachable(
+            host, port, "connection reset before the printer read the kick"
+        ) from None
+    except asyncio.IncompleteReadError:
+        # A clean close (FIN) comes only after the printer read what we sent.
+        return Sent(written_at, note="unconfirmed: the printer closed without a status reply")
+    except (TimeoutError, OSError):
+        return Sent(written_at, note="unconfirmed: no status reply after the kick")
+    return Sent(written_at, confirmed=True, reply=reply)
 
 
 async def exchange(
@@ -121,6 +153,12 @@ async def exchange(
         raise PrinterUnreachable(host, port, _describe(exc)) from None
     finally:
         await _close(writer, timeout)
+
+
+async def read_asb(reader: asyncio.StreamReader) -> bytes:
+    """Read one Star ASB: header 1 announces its length (PROTOCOLS §2.5)."""
+    header = await reader.readexactly(1)
+    return header + await reader.readexactly(max(0, asb_length(header[0]) - 1))
 
 
 def _exactly(size: int) -> ReadReply:

@@ -19,7 +19,7 @@ from agent.errors import BrokerError, PrinterUnreachable
 from agent.health import DrawerWatch, Kick, PrinterHealth
 from agent.logs import QuietLog
 from agent.settings import HealthSettings, PrinterSettings
-from agent.status import PrinterStatus, StatusError, asb_length, parse_dle_eot, parse_star_asb
+from agent.status import PrinterStatus, StatusError, parse_dle_eot, parse_star_asb
 from agent.topics import Topics
 
 if TYPE_CHECKING:
@@ -53,14 +53,8 @@ async def query_status(
         # One byte per DLE EOT n, in request order (§2.1).
         return parse_dle_eot(await printer_link.exchange(host, port, request, 4, timeout=timeout))
     return parse_star_asb(
-        await printer_link.exchange(host, port, request, _read_asb, timeout=timeout)
+        await printer_link.exchange(host, port, request, printer_link.read_asb, timeout=timeout)
     )
-
-
-async def _read_asb(reader: asyncio.StreamReader) -> bytes:
-    # Header 1 announces the ASB length (§2.5); extended status after it is ignored.
-    header = await reader.readexactly(1)
-    return header + await reader.readexactly(max(0, asb_length(header[0]) - 1))
 
 
 class Prober:
@@ -229,4 +223,3 @@ class Prober:
             await self.link.publish(self.topics.alerts, alert.to_json())
         except BrokerError as exc:
             log.debug("alert for printer %s not published: %s", alert.printer_id, exc)
-

@@ -94,6 +94,7 @@ class PrinterSettings:
     drawer_open_level: str = "low"
     realtime_pulse: bool = False
     match: MatchSettings | None = None
+    confirm: bool = True
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class Settings:
                     "pulse_on_ms": p.pulse_on_ms,
                     "pulse_off_ms": p.pulse_off_ms,
                     "drawer_open_level": p.drawer_open_level,
+                    "confirm": p.confirm,
                     "match": None
                     if p.match is None
                     else {k: v for k, v in vars(p.match).items() if v is not None},
@@ -552,6 +554,7 @@ def _printer(sec: _Section, pid: str) -> PrinterSettings:
         if host is None and match is None:
             raise ConfigError(f"printers.{pid}", "needs host or match")
         realtime = sec.flag("realtime_pulse", model.realtime_pulse if model else False)
+        confirm = sec.flag("confirm", True)
         return PrinterSettings(
             id=pid,
             host=host,
@@ -564,6 +567,7 @@ def _printer(sec: _Section, pid: str) -> PrinterSettings:
             drawer_open_level=level,
             realtime_pulse=realtime and command_set is CommandSet.ESCPOS,
             match=match,
+            confirm=confirm,
         )
 
 

@@ -118,6 +118,9 @@ async def test_restart_resumes_untried_events_and_never_resends_started_ones(mos
             running_agent(settings) as agent,
         ):
             acks = {e: (await pos.wait_ack(e))[0] for e in ("untried", "mid-write", "too-late")}
+            async with asyncio.timeout(5):  # the agent marks an ack sent once the broker took it
+                while agent.ledger.unacked():
+                    await asyncio.sleep(0.01)
             rows = {e: agent.ledger.get(e) for e in acks}
         assert len(vp.pulses) == 1
     assert acks["untried"]["status"] == "opened"

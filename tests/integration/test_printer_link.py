@@ -1,5 +1,9 @@
 """Raw TCP 9100 against real sockets: refused, reset, silent, hanging, healthy."""
 
+import asyncio
+import socket
+import struct
+
 import pytest
 
 from agent import printer_link
@@ -69,3 +73,60 @@ async def test_silent_printer_gives_no_status_reply():
     async with VirtualPrinterServer(behaviour=Behaviour.SILENT) as vp:
         with pytest.raises(PrinterUnreachable, match="no status reply"):
             await printer_link.exchange("127.0.0.1", vp.port, b"\x10\x04\x01", 1, timeout=0.2)
+
+
+ESCPOS_CONFIRM = printer_link.Confirm(b"\x10\x04\x01", 1)
+
+
+async def test_confirmed_kick_reads_the_status_reply():
+    async with VirtualPrinterServer() as vp:
+        sent = await printer_link.send(
+            "127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=1, confirm=ESCPOS_CONFIRM
+        )
+    assert sent.confirmed
+    assert len(sent.reply) == 1
+    assert len(vp.pulses) == 1
+
+
+async def test_reset_after_the_write_before_any_reply_is_retryable():
+    async def busy(reader, writer):
+        await asyncio.sleep(0.05)  # our kick is in its buffer, unread: then it aborts
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(busy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(PrinterUnreachable, match="reset before the printer read") as info:
+            await printer_link.send(
+                "127.0.0.1", port, KICK, connect_timeout=1, write_timeout=1, confirm=ESCPOS_CONFIRM
+            )
+        assert not isinstance(info.value, printer_link.DeliveryUncertain)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_silent_or_closing_printer_is_opened_but_unconfirmed():
+    async def reads_and_closes(reader, writer):
+        await reader.read(100)
+        writer.close()
+
+    server = await asyncio.start_server(reads_and_closes, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        closed = await printer_link.send(
+            "127.0.0.1", port, KICK, connect_timeout=1, write_timeout=1, confirm=ESCPOS_CONFIRM
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    async with VirtualPrinterServer(behaviour=Behaviour.SILENT) as vp:
+        silent = await printer_link.send(
+            "127.0.0.1", vp.port, KICK, connect_timeout=1, write_timeout=0.2, confirm=ESCPOS_CONFIRM
+        )
+    assert not closed.confirmed
+    assert "closed without a status reply" in closed.note
+    assert not silent.confirmed
+    assert "no status reply" in silent.note
