@@ -30,6 +30,7 @@ from discovery import DiscoveryService, DiscoveryStore, PrinterRecord
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
+CHECKPOINT_EVERY_S = 1.0
 STOP_BUDGET_S = 4.5
 
 
@@ -78,7 +79,7 @@ async def run(
     """Run until SIGTERM/SIGINT (or `agent.stopping` is set); return the exit code."""
     topics = Topics(settings.shop_id)
     keyring = build_keyring(settings)
-    with Ledger.open(settings.state.path) as ledger:
+    with Ledger.open(settings.state.path, background_checkpoints=True) as ledger:
         link = MqttLink(
             settings.mqtt,
             will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
@@ -162,6 +163,7 @@ async def run(
                     tg.create_task(
                         prune_forever(ledger, settings.state.retention_days), name="prune"
                     ),
+                    tg.create_task(checkpoint_forever(ledger), name="checkpoint"),
                 ]
                 if started is not None:
                     started(agent)
@@ -286,6 +288,16 @@ def recover(agent: Agent) -> None:
             log.info(
                 "resuming event %s after restart", row.event_id, extra={"event_id": row.event_id}
             )
+
+
+async def checkpoint_forever(ledger: Ledger) -> None:
+    """WAL checkpoints in a thread every second, so their fsync never stalls the loop."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_EVERY_S)
+        try:
+            await asyncio.to_thread(ledger.checkpoint)
+        except LedgerError as exc:
+            log.warning("%s", exc)
 
 
 async def prune_forever(ledger: Ledger, retention_days: int) -> None:

@@ -102,10 +102,15 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
         self.path = path
+        self._checkpointer: sqlite3.Connection | None = None
 
     @classmethod
-    def open(cls, path: str | Path) -> Ledger:
-        """Open or create the ledger, migrate it, and check its integrity."""
+    def open(cls, path: str | Path, *, background_checkpoints: bool = False) -> Ledger:
+        """Open or create the ledger, migrate it, and check its integrity.
+
+        With `background_checkpoints`, commits never run a WAL checkpoint (which fsyncs)
+        on the caller's thread; the owner must call `checkpoint()` periodically, off the loop.
+        """
         where = str(path)
         try:
             if where != ":memory:":
@@ -122,6 +127,11 @@ class Ledger:
             # Prove the file is writable now rather than at the first event.
             with ledger._tx():
                 conn.execute("CREATE TABLE IF NOT EXISTS write_probe (x)")
+            if background_checkpoints:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                ledger._checkpointer = sqlite3.connect(
+                    where, isolation_level=None, timeout=5.0, check_same_thread=False
+                )
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"{where}: {exc}") from None
         return ledger
@@ -133,8 +143,19 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Close the connections; safe to call twice."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers; run it in a thread."""
+        if self._checkpointer is None:
+            return
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: checkpoint failed: {exc}") from None
 
     @property
     def schema_version(self) -> int:

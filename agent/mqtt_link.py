@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # (MQTT 5 §3.1.2.11.3 Receive Maximum), which bounds our incoming queue.
 RECEIVE_MAXIMUM = 100
 MAX_QOS0_QUEUED = 1000
+# Acks and PUBACKs are tiny: without this, Nagle holds them for the peer's delayed ACK (~40 ms).
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class MqttLink:
         client = aiomqtt.Client(
             s.host,
             s.port,
+            socket_options=NO_DELAY,
             username=s.username,
             password=s.password,
             identifier=s.client_id,
@@ -260,6 +264,7 @@ class PosClient:
         self._client = aiomqtt.Client(
             s.host,
             s.port,
+            socket_options=NO_DELAY,
             username=s.username,
             password=s.password,
             identifier=self.client_id,
