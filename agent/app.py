@@ -55,10 +55,12 @@ class Agent:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
-        if not self.link.connected.is_set():
-            return False, f"not connected to broker {self.link.broker}"
+        # The ledger first: an unwritable ledger also drops the broker link on purpose
+        # (messages go back to the broker), and the ledger is the cause to report.
         if not self.ledger.writable():
             return False, f"ledger {self.ledger.path} is not writable"
+        if not self.link.connected.is_set():
+            return False, f"not connected to broker {self.link.broker}"
         return True, "ok"
 
 

@@ -8,7 +8,9 @@ loses at most the last commits on power loss, which docs/security.md states.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +129,7 @@ class Ledger:
             # Prove the file is writable now rather than at the first event.
             with ledger._tx():
                 conn.execute("CREATE TABLE IF NOT EXISTS write_probe (x)")
+            ledger._probe_write()
             if background_checkpoints:
                 conn.execute("PRAGMA wal_autocheckpoint=0")
                 ledger._checkpointer = sqlite3.connect(
@@ -329,11 +332,18 @@ class Ledger:
     def writable(self) -> bool:
         """True while a write transaction can commit (readiness)."""
         try:
-            with self._tx():
-                self._conn.execute("UPDATE write_probe SET x = x WHERE 0")
+            self._probe_write()
         except (sqlite3.Error, LedgerError):
             return False
         return True
+
+    def _probe_write(self) -> None:
+        # A real write: a no-op UPDATE commits even on a full disk. In WAL mode every
+        # commit appends a frame, so this fails whenever an event's claim would.
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO write_probe (rowid, x) VALUES (1, ?)", (time.time(),)
+            )
 
     def _migrate(self) -> None:
         version = self.schema_version
@@ -358,13 +368,19 @@ class Ledger:
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            # A failed COMMIT may already have rolled back; keep the real cause in the error.
+            self._rollback()
             raise LedgerError(f"{self.path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     def _update(self, sql: str, args: tuple[object, ...]) -> None:
         try:

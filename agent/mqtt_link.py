@@ -57,11 +57,11 @@ class LastWill:
     payload: bytes
 
 
+@dataclass(frozen=True)
 class _Disconnected:
-    pass
+    """Queued by paho's on_disconnect; only the connection it names is over."""
 
-
-_DISCONNECTED = _Disconnected()
+    generation: int
 
 
 class MqttLink:
@@ -109,8 +109,8 @@ class MqttLink:
                     failures = 0
                     await client.subscribe(topic, qos=1)
                     self.connected.set()
-                    self._quiet.recovered("connected to broker %s", self.broker)
                     log.info("connected to broker %s", self.broker)
+                    self._quiet.recovered("broker %s: faults cleared", self.broker)
                     await on_connect()
                     await self._consume(on_message)
             except (aiomqtt.MqttError, Redeliver) as exc:
@@ -156,7 +156,10 @@ class MqttLink:
         while True:
             item = await self._queue.get()
             if isinstance(item, _Disconnected):
-                raise aiomqtt.MqttError("disconnected from broker")
+                # A marker left by an earlier connection must not end this one.
+                if item.generation == self.generation:
+                    raise aiomqtt.MqttError("disconnected from broker")
+                continue
             if item.qos == 0:
                 self._qos0_queued -= 1
             if item.generation != self.generation or not self._taking:
@@ -190,6 +193,9 @@ class MqttLink:
             tls_context=self._tls_context(),
             **kwargs,
         )
+        # aiomqtt warns past 10 publishes awaiting PUBACK; acks and retained statuses after
+        # a reconnect legitimately exceed that, and a warning per publish floods the log.
+        client.pending_calls_threshold = 10_000
         paho = client._client
         # Manual acks must be on before the first CONNECT: queued session messages
         # arrive right after CONNACK (LIBRARIES §1.6).
@@ -206,7 +212,7 @@ class MqttLink:
 
         def on_disconnect(*args: Any, **kwargs: Any) -> None:
             original_disconnect(*args, **kwargs)
-            self._queue.put_nowait(_DISCONNECTED)
+            self._queue.put_nowait(_Disconnected(self.generation))
 
         def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
             if msg.qos == 0:
