@@ -1,0 +1,446 @@
+"""Real processes for the fault-injection tests: an agent subprocess, a fleet of counting
+virtual printers in the test process, and a POS that re-publishes until PUBACKed.
+
+"Exactly once" is always judged from the printers: each event goes to its own terminal
+and printer, so the pulse count of printer i is the pulse count of event i.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.emulator import VirtualPrinterServer
+from agent.topics import Topics
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPICS = Topics("t")
+FINAL = ("opened", "failed", "expired", "rejected", "ignored", "unmapped")
+
+
+def event(terminal: str, *, age: float = 0.0, event_id: str | None = None) -> dict[str, Any]:
+    """A cash sale on `terminal` that happened `age` seconds ago."""
+    return {
+        "event_id": event_id or f"e-{uuid.uuid4().hex[:12]}",
+        "type": "sale",
+        "terminal_id": terminal,
+        "occurred_at": datetime.fromtimestamp(time.time() - age, UTC).isoformat(),
+    }
+
+
+def terminal(i: int) -> str:
+    return f"T{i:03d}"
+
+
+def printer_id(i: int) -> str:
+    return f"p{i:03d}"
+
+
+def write_config(
+    path: Path,
+    *,
+    broker_port: int,
+    printers: dict[str, int],
+    terminals: dict[str, str],
+    db: Path,
+    max_age_s: float = 60.0,
+    dispatch: str = "connect_timeout_s = 0.5\nwrite_timeout_s = 0.5\n",
+) -> Path:
+    """A TOML config for `python -m agent run`: loopback broker, HTTP on port 0."""
+    lines = [
+        'shop_id = "t"',
+        "[mqtt]",
+        f'url = "mqtt://127.0.0.1:{broker_port}"',
+        'client_id = "drawer-agent-faults"',
+        "[security]",
+        f"max_age_s = {max_age_s}",
+        "max_pulses_per_minute = 0",
+        "[http]",
+        'listen = "127.0.0.1:0"',
+        "[state]",
+        f'path = "{db}"',
+        "[health]",
+        "interval_s = 3600",
+        "[dispatch]",
+        dispatch,
+    ]
+    for pid, port in printers.items():
+        lines += [f"[printers.{pid}]", 'host = "127.0.0.1"', f"port = {port}"]
+        lines.append('command_set = "escpos"')
+    lines.append("[terminals]")
+    lines += [f'{t} = "{p}"' for t, p in terminals.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Fleet:
+    """N virtual ESC/POS printers on loopback, one per event slot."""
+
+    def __init__(self, n: int) -> None:
+        self.printers = [VirtualPrinterServer(name=printer_id(i), max_sessions=4) for i in range(n)]
+
+    async def __aenter__(self) -> Fleet:
+        for vp in self.printers:
+            await vp.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for vp in self.printers:
+            await vp.stop()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {vp.name: vp.port for vp in self.printers}
+
+    @property
+    def terminals(self) -> dict[str, str]:
+        return {terminal(i): printer_id(i) for i in range(len(self.printers))}
+
+    def pulses(self, i: int) -> int:
+        return len(self.printers[i].pulses)
+
+
+class AgentProcess:
+    """`python -m agent run --config FILE`, SIGKILL-able; stderr is collected in memory."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        self.starts = 0
+        self.kills = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Condition()
+
+    async def start(self, *, preexec: Any = None) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--config",
+            str(self.config),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("DRAWER_AGENT_")},
+            preexec_fn=preexec,
+        )
+        self.starts += 1
+        self._reader = asyncio.create_task(self._read(self.proc))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_log(
+        self, pattern: str, *, after: int = 0, timeout: float = 15.0
+    ) -> re.Match[str]:
+        """The first stderr line from index `after` on that matches `pattern`."""
+        rx = re.compile(pattern)
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            for line in self.lines[after:]:
+                if m := rx.search(line):
+                    found.append(m)
+                    return True
+            return self.proc is not None and self.proc.returncode is not None
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(seen)
+        if not found:
+            raise AssertionError(f"agent exited before logging {pattern!r}:\n{self.log()}")
+        return found[0]
+
+    async def http_port(self, after: int = 0) -> int:
+        return int((await self.wait_log(r"http on http://127\.0\.0\.1:(\d+)", after=after))[1])
+
+    async def kill(self) -> None:
+        """kill -9: no drain, no goodbye."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        self.kills += 1
+        await self._drain()
+
+    async def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        await self._drain()
+        return self.proc.returncode
+
+    async def wait_exit(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await self._drain()
+        return code
+
+    async def _drain(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+
+    def log(self, last: int = 40) -> str:
+        return "\n".join(self.lines[-last:])
+
+
+class ReliablePos:
+    """A POS backend: QoS 1 with its own persistent session, reconnecting forever, and
+    re-publishing (same payload, same event_id) whatever the broker has not PUBACKed."""
+
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        *,
+        publish_timeout: float = 2.0,
+        ack_timeout: float | None = None,
+        on_republish: Any = None,
+    ) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client = aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            keepalive=5,
+            timeout=5,
+        )
+        self.publish_timeout = publish_timeout
+        # End to end: a PUBACK only means the broker has it (mosquitto acks before its
+        # snapshot is on disk), so a real POS re-publishes what the *agent* never acked.
+        self.ack_timeout = ack_timeout
+        self.on_republish = on_republish
+        self.republished: list[tuple[str, object]] = []
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.publishes = 0
+        self.retries = 0
+        self.confirmed: set[str] = set()
+        self.acks: dict[str, list[dict[str, Any]]] = {}
+        self.status: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ReliablePos:
+        self._runner = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.connected.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in [*self._tasks, self._runner]:
+            if task is not None:
+                task.cancel()
+        for task in [*self._tasks, self._runner]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self.client:
+                    await self.client.subscribe(TOPICS.acks, qos=1)
+                    await self.client.subscribe(TOPICS.agent_status, qos=1)
+                    self.connects += 1
+                    self.connected.set()
+                    async for msg in self.client.messages:
+                        await self._on_message(msg)
+            except aiomqtt.MqttError:
+                pass
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(0.1)  # reconnect interval, like a real client
+
+    async def _on_message(self, msg: aiomqtt.Message) -> None:
+        try:
+            body = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            return
+        if msg.topic.matches(TOPICS.acks):
+            self.acks.setdefault(body.get("event_id"), []).append(body)
+        elif msg.topic.matches(TOPICS.agent_status):
+            self.status.append(body)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def send(self, body: dict[str, Any]) -> None:
+        """Publish in the background until the broker PUBACKs it."""
+        task = asyncio.create_task(self._deliver(body["event_id"], json.dumps(body).encode()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, event_id: str, payload: bytes) -> None:
+        while True:
+            await self._publish_until_puback(event_id, payload)
+            if self.ack_timeout is None:
+                return
+            if await self.wait_for(lambda: self.final(event_id) is not None, self.ack_timeout):
+                return
+            note = self.on_republish(event_id) if self.on_republish else None
+            self.republished.append((event_id, note))
+
+    async def _publish_until_puback(self, event_id: str, payload: bytes) -> None:
+        while True:
+            await self.connected.wait()
+            self.publishes += 1
+            try:
+                await self.client.publish(
+                    TOPICS.events, payload, qos=1, timeout=self.publish_timeout
+                )
+            except aiomqtt.MqttError:
+                self.retries += 1
+                await asyncio.sleep(0.2)  # the POS's retry interval
+                continue
+            self.confirmed.add(event_id)
+            return
+
+    def final(self, event_id: str) -> dict[str, Any] | None:
+        """The event's outcome ack (not a `duplicate` of a redelivery)."""
+        for ack in self.acks.get(event_id, ()):
+            if ack["status"] in FINAL:
+                return ack
+        return None
+
+    def onlines(self) -> set[float]:
+        """Distinct agent runs that announced themselves online (by started_at)."""
+        return {s["started_at"] for s in self.status if s.get("state") == "online"}
+
+    async def wait_for(self, predicate: Any, timeout: float) -> bool:
+        """Wait until predicate() holds; False on timeout (the caller asserts with figures)."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(predicate)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_final(self, ids: Iterable[str], timeout: float) -> bool:
+        ids = list(ids)
+        return await self.wait_for(lambda: all(self.final(e) for e in ids), timeout)
+
+    async def wait_online(self, known: set[float], timeout: float = 20.0) -> float:
+        """Wait for an agent run that is not in `known` to announce itself."""
+        ok = await self.wait_for(lambda: bool(self.onlines() - known), timeout)
+        assert ok, "the agent never announced itself online"
+        return max(self.onlines() - known)
+
+
+@dataclass
+class Tally:
+    """Per-event outcome judged from printer pulses plus the POS's acks."""
+
+    events: int = 0
+    pulses: int = 0
+    opened_once: int = 0
+    interrupted_pulsed: int = 0
+    interrupted_not_pulsed: int = 0
+    expired_or_failed: int = 0
+    lost: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    duplicate_acks: int = 0
+
+    def line(self) -> str:
+        return (
+            f"events={self.events} pulses={self.pulses} opened_once={self.opened_once} "
+            f"interrupted(pulsed={self.interrupted_pulsed}, "
+            f"not_pulsed={self.interrupted_not_pulsed}) "
+            f"expired_or_failed={self.expired_or_failed} lost={len(self.lost)} "
+            f"doubled={len(self.doubled)} other={len(self.other)} "
+            f"duplicate_acks={self.duplicate_acks} statuses={dict(self.statuses)}"
+        )
+
+
+def ledger_row(db: Path, event_id: str) -> str:
+    """What the agent's ledger says about an event (read-only, for failure messages)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT state, status, attempts, detail FROM events WHERE event_id=?", (event_id,)
+            ).fetchone()
+    except sqlite3.Error as exc:
+        return f"ledger unreadable: {exc}"
+    return f"ledger: {row}" if row else "not in the ledger"
+
+
+def tally(
+    events: list[dict[str, Any]],
+    fleet: Fleet,
+    pos: ReliablePos,
+    max_age_s: float,
+    db: Path | None = None,
+) -> Tally:
+    """Judge every event: exactly one pulse if it was opened, never two, never lost in time."""
+    t = Tally(events=len(events))
+    now = time.time()
+    for i, ev in enumerate(events):
+        eid = ev["event_id"]
+        pulses = fleet.pulses(i)
+        t.pulses += pulses
+        t.duplicate_acks += sum(1 for a in pos.acks.get(eid, ()) if a["status"] == "duplicate")
+        ack = pos.final(eid)
+        status = ack["status"] if ack else "no ack"
+        t.statuses[status] += 1
+        detail = ack.get("detail") or "" if ack else ""
+        if pulses > 1:
+            t.doubled.append(f"{eid}: {pulses} pulses, {status}")
+        elif status == "opened" and pulses == 1:
+            t.opened_once += 1
+        elif status == "failed" and "interrupted" in detail:
+            if pulses:
+                t.interrupted_pulsed += 1
+            else:
+                t.interrupted_not_pulsed += 1
+        elif status in ("expired", "failed") and pulses == 0:
+            occurred = datetime.fromisoformat(ev["occurred_at"]).timestamp()
+            if occurred + max_age_s > now and status == "expired":
+                t.lost.append(f"{eid}: expired although within max_age_s")
+            else:
+                t.expired_or_failed += 1
+        elif pulses == 0:
+            where = ledger_row(db, eid) if db else ""
+            puback = "PUBACKed to the POS" if eid in pos.confirmed else "never PUBACKed"
+            vp = fleet.printers[i]
+            t.lost.append(
+                f"#{i} {eid}: 0 pulses, {status} {detail}; {puback}; {where}; printer saw "
+                f"{vp.connections} connections, {vp.printer.printed} print jobs"
+            )
+        else:
+            t.other.append(f"{eid}: {pulses} pulses, {status} {detail}")
+    return t
