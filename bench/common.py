@@ -1,0 +1,321 @@
+"""Shared bench helpers: a throw-away mosquitto, a virtual-printer farm process, stats.
+
+Nothing here is imported by the agent; the bench drives the agent as a separate process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+# ESC p 0 25 250: pin 2, 50 ms on, 500 ms off (5 bytes), what the floor and naive bridges send.
+KICK = bytes((0x1B, 0x70, 0x00, 25, 250))
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (racy, as all of these are; fine for a bench)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts on 127.0.0.1:port."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path) -> Iterator[int]:
+    """A mosquitto on a free loopback port: no persistence, generous in-flight and queue."""
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "per_listener_settings false",
+                "allow_anonymous true",
+                "persistence false",
+                # v3.1.1 clients get this many unacked QoS 1 messages (v5 clients: their
+                # own Receive Maximum; the agent asks for 100).
+                "max_inflight_messages 1000",
+                "max_queued_messages 1000000",
+                "max_queued_bytes 0",
+                "set_tcp_nodelay true",
+                f"log_dest file {workdir / 'mosquitto.log'}",
+                "log_type error",
+                "log_type warning",
+                f"listener {port} 127.0.0.1",
+                "",
+            ]
+        )
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --------------------------------------------------------------------------- printer farm
+
+
+class PrinterFarm:
+    """Controls the printer-farm subprocess (see `farm_main`) over a JSON-lines pipe."""
+
+    def __init__(self, count: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.common", "farm", str(count)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        hello = self._read()
+        self.ports: list[int] = hello["ports"]
+        self.hung_port: int = hello["hung_port"]
+        self.hung_check: dict[str, object] = hello["hung_check"]
+
+    def _read(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("printer farm died")
+        return dict(json.loads(line))
+
+    def ask(self, command: str) -> dict[str, object]:
+        """Send one command (count | dump | verify_hung) and return its JSON answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def count(self) -> int:
+        """Pulses received by all printers since the last dump."""
+        return int(self.ask("count")["pulses"])  # type: ignore[call-overload]
+
+    def dump(self) -> tuple[list[list[float]], list[int]]:
+        """Pulse times per printer and connection counts; resets the farm's records."""
+        answer = self.ask("dump")
+        return answer["pulses"], answer["connections"]  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the farm."""
+        with contextlib.suppress(Exception):
+            self.ask("quit")
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def make_hung_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose accept backlog is full, so new SYNs are dropped: connect hangs."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    time.sleep(0.05)
+    return lsock, fillers
+
+
+def check_hung(port: int, timeout: float = 0.5) -> dict[str, object]:
+    """Prove that a connect to `port` hangs (times out) rather than failing fast."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            result = "connected"
+    except TimeoutError:
+        result = "timed out"
+    except OSError as exc:
+        result = f"error: {exc}"
+    return {"result": result, "after_s": round(time.monotonic() - start, 3), "timeout_s": timeout}
+
+
+async def _farm(count: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from agent.commands import CommandSet
+    from agent.emulator import VirtualPrinterServer
+
+    printers = [
+        VirtualPrinterServer("127.0.0.1", 0, CommandSet.ESCPOS, name=f"P{i:02d}")
+        for i in range(count)
+    ]
+    for p in printers:
+        await p.start()
+    hung, fillers = make_hung_listener()
+    loop = asyncio.get_running_loop()
+    hung_check = await loop.run_in_executor(None, check_hung, hung.getsockname()[1])
+    out = sys.stdout
+
+    def say(obj: object) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    say(
+        {
+            "ports": [p.port for p in printers],
+            "hung_port": hung.getsockname()[1],
+            "hung_check": hung_check,
+        }
+    )
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        cmd = line.strip()
+        if cmd == "count":
+            say({"pulses": sum(len(p.pulses) for p in printers)})
+        elif cmd == "dump":
+            say(
+                {
+                    "pulses": [[pulse.at for pulse in p.pulses] for p in printers],
+                    "connections": [p.connections for p in printers],
+                }
+            )
+            for p in printers:
+                p.pulses.clear()
+                p.connections = 0
+        elif cmd == "verify_hung":
+            say(await loop.run_in_executor(None, check_hung, hung.getsockname()[1]))
+        else:  # quit or EOF
+            say({"bye": True})
+            break
+    for p in printers:
+        await p.stop()
+    for s in fillers:
+        s.close()
+    hung.close()
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Latency summary in milliseconds; `missing` samples count as +inf (censored)."""
+
+    count: int
+    missing: int
+    p50: float
+    p99: float
+    max: float
+
+    @staticmethod
+    def of(values_ms: Sequence[float], missing: int = 0) -> Summary:
+        """Nearest-rank percentiles; missing samples sort last as infinity."""
+        vals = sorted(values_ms) + [math.inf] * missing
+        if not vals:
+            return Summary(0, 0, math.nan, math.nan, math.nan)
+        return Summary(len(values_ms), missing, _rank(vals, 0.50), _rank(vals, 0.99), vals[-1])
+
+
+def _rank(sorted_vals: Sequence[float], q: float) -> float:
+    idx = max(0, math.ceil(q * len(sorted_vals)) - 1)
+    return sorted_vals[idx]
+
+
+def fmt_ms(v: float) -> str:
+    """Milliseconds for a table cell."""
+    if math.isnan(v):
+        return "–"
+    if math.isinf(v):
+        return "∞"
+    return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def ratio(a: float, b: float) -> str:
+    """a/b as a ratio cell."""
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return "–"
+    if math.isinf(a):
+        return "∞"
+    return f"{a / b:.2f}×"
+
+
+def machine_info() -> dict[str, str]:
+    """nproc, CPU model, kernel, python, date."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    try:
+        mosq = subprocess.run(
+            [MOSQUITTO, "-h"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        mosq = "?"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "nproc": str(os.cpu_count()),
+        "cpu": model or platform.processor(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "mosquitto": mosq,
+    }
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_hwm_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def tmpdir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch directory for broker config, ledgers and logs."""
+    return tempfile.TemporaryDirectory(prefix="drawer-bench-")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "farm":
+        asyncio.run(_farm(int(sys.argv[2])))
+    else:
+        raise SystemExit("usage: python -m bench.common farm COUNT")
