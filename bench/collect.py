@@ -23,11 +23,12 @@ def main() -> None:
     for name in ORDER:
         report = (RESULTS / name).read_text().rstrip()
         # Demote the report's headings one level so they nest under this page's title.
-        demoted = "\n".join("#" + line if line.startswith("#") else line
-                            for line in report.splitlines())
+        demoted = "\n".join(
+            "#" + line if line.startswith("#") else line for line in report.splitlines()
+        )
         parts += [demoted, ""]
     OUT.write_text("\n".join(parts) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")  # noqa: T201
+    print(f"wrote {OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
