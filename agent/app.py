@@ -166,6 +166,7 @@ async def run(
                         prune_forever(ledger, settings.state.retention_days), name="prune"
                     ),
                     tg.create_task(checkpoint_forever(ledger), name="checkpoint"),
+                    tg.create_task(watch_loop_lag(), name="loop-lag"),
                 ]
                 if started is not None:
                     started(agent)
@@ -290,6 +291,17 @@ def recover(agent: Agent) -> None:
             log.info(
                 "resuming event %s after restart", row.event_id, extra={"event_id": row.event_id}
             )
+
+
+async def watch_loop_lag(period: float = 0.1, warn_after: float = 0.25) -> None:
+    """Warn when the event loop was blocked: every pulse deadline and timeout depends on it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period)
+        lag = loop.time() - before - period
+        if lag > warn_after:
+            log.warning("event loop blocked for %.0f ms", lag * 1000)
 
 
 async def checkpoint_forever(ledger: Ledger) -> None:

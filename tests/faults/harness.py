@@ -371,6 +371,7 @@ class Tally:
     interrupted_not_pulsed: int = 0
     expired_or_failed: int = 0
     lost: list[str] = field(default_factory=list)
+    unconfirmed_not_pulsed: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
@@ -382,6 +383,7 @@ class Tally:
             f"interrupted(pulsed={self.interrupted_pulsed}, "
             f"not_pulsed={self.interrupted_not_pulsed}) "
             f"expired_or_failed={self.expired_or_failed} lost={len(self.lost)} "
+            f"unconfirmed_not_pulsed={len(self.unconfirmed_not_pulsed)} "
             f"doubled={len(self.doubled)} other={len(self.other)} "
             f"duplicate_acks={self.duplicate_acks} statuses={dict(self.statuses)}"
         )
@@ -433,6 +435,13 @@ def tally(
                 t.lost.append(f"{eid}: expired although within max_age_s")
             else:
                 t.expired_or_failed += 1
+        elif status == "opened" and pulses == 0 and "unconfirmed" in detail:
+            # The agent wrote the kick but the printer never answered the status request
+            # that follows it, and said so: uncertain, never a false confirmation.
+            vp = fleet.printers[i]
+            t.unconfirmed_not_pulsed.append(
+                f"#{i} {eid}: {detail}; printer saw {vp.connections} connections"
+            )
         elif pulses == 0:
             where = ledger_row(db, eid) if db else ""
             puback = "PUBACKed to the POS" if eid in pos.confirmed else "never PUBACKed"
