@@ -14,13 +14,13 @@ from agent.settings import PrinterSettings
 from agent.status import Paper, PrinterStatus, build_dle_eot, parse_dle_eot
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = health.unknown("p1", "10.0.0.5")
+BASE = health.unknown("p1", "192.0.2.5")
 
 
 def printer(*, realtime=False, command_set=CommandSet.ESCPOS, level="low"):
     return PrinterSettings(
         id="p1",
-        host="10.0.0.5",
+        host="192.0.2.5",
         port=9100,
         command_set=command_set,
         model=None,
@@ -94,7 +94,7 @@ OBSERVE_TABLE = [
 
 @pytest.mark.parametrize(("status", "level", "expected"), OBSERVE_TABLE)
 def test_observe_derives_contract_fields(status, level, expected):
-    h = observe(BASE, status, open_level=level, host="10.0.0.5", now=100.0, rtt_ms=1.5)
+    h = observe(BASE, status, open_level=level, host="192.0.2.5", now=100.0, rtt_ms=1.5)
     assert (h.online, h.drawer_open, h.paper, h.cover_open, h.last_error) == expected
     assert h.reachable
     assert h.last_seen == 100.0

@@ -134,7 +134,7 @@ def test_minimal_config_gets_defaults():
         (with_(policy__open_on=["sale", "theft"]), "policy.open_on", "'theft' is not one of"),
         (with_(http__listen="8080"), "http.listen", "must be host:port"),
         (with_(http__token="short"), "http.token", "at least 16"),
-        (with_(discovery__subnets=["10.0.0.0/33"]), "discovery.subnets", "is not a CIDR"),
+        (with_(discovery__subnets=["192.0.2.0/33"]), "discovery.subnets", "is not a CIDR"),
         (with_(dispatch__grace_s=10), "dispatch.grace_s", "outside"),
         ({**BASE, "mqtt": "mqtt://x"}, "mqtt", "must be a table"),
     ],
