@@ -57,6 +57,39 @@ class LastWill:
     payload: bytes
 
 
+class _GuardedLoop:
+    """The event loop as aiomqtt 2.5 sees it, refusing stale socket registrations.
+
+    aiomqtt registers paho's socket through deferred calls that capture its file
+    descriptor number (`call_soon_threadsafe(loop.add_writer, sock.fileno(), ...)`). When
+    the broker dies, paho closes that socket before the deferred call runs, and the number
+    can already belong to a printer connection: paho's callback then replaces the printer
+    socket's, and that connect or status read never completes (seen as loopback connects
+    timing out right after a broker kill -9). A registration runs only while the fd is
+    still paho's own socket.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, paho: Any) -> None:
+        self._loop = loop
+        self._paho = paho
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        """Pass through, except fd registrations, which are checked when they run."""
+        if args and callback in (self._loop.add_reader, self._loop.add_writer):
+            fd = args[0]
+
+            def guarded() -> None:
+                sock = self._paho.socket()
+                if sock is not None and sock.fileno() == fd:
+                    callback(*args)
+
+            return self._loop.call_soon_threadsafe(guarded, **kwargs)
+        return self._loop.call_soon_threadsafe(callback, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
 @dataclass(frozen=True)
 class _Disconnected:
     """Queued by paho's on_disconnect; only the connection it names is over."""
@@ -234,6 +267,22 @@ class MqttLink:
         paho.on_connect = on_connect
         paho.on_disconnect = on_disconnect
         paho.on_message = on_message
+        loop = asyncio.get_running_loop()
+        client._loop = _GuardedLoop(loop, paho)  # type: ignore[assignment]
+        original_socket_close = paho.on_socket_close
+        assert original_socket_close is not None
+
+        def on_socket_close(paho_client: Any, userdata: Any, sock: Any) -> None:
+            fd = sock.fileno()
+            original_socket_close(paho_client, userdata, sock)
+            # aiomqtt removes only the reader. A writer left on a closed fd stays in the
+            # selector's map (epoll forgets the fd by itself): the next socket given that
+            # number, a printer connection, would be "modified" instead of added and never
+            # report its connect. Removed now, before paho closes the socket.
+            if fd > -1:
+                loop.remove_writer(fd)
+
+        paho.on_socket_close = on_socket_close
         self._client = client
         return client
 
