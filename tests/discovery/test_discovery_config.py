@@ -49,6 +49,8 @@ def test_expand(cidrs: list[str], first: str, last: str, count: int) -> None:
 
 
 def test_suggest_only_private_and_at_most_a_24() -> None:
+    # Pure function over interface addresses given as values: nothing is sent anywhere;
+    # private ranges are the point of the rule (the CLI only prints the suggestion).
     interfaces = [
         ("127.0.0.1", 8),
         ("169.254.3.4", 16),
