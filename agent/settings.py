@@ -144,6 +144,10 @@ class DiscoverySettings:
     probe: bool = True
     identify: bool = False
     interval_s: float = 300.0
+    snmp: bool = True
+    snmp_version: str = "2c"
+    timeout_s: float = 1.0
+    concurrency: int = 256
 
     def to_config(self) -> DiscoveryConfig:
         """The discovery package's own config (it validates itself)."""
@@ -151,10 +155,13 @@ class DiscoverySettings:
             subnets=self.subnets,
             interfaces=self.interfaces,
             mdns=self.mdns,
-            snmp=bool(self.subnets),
+            snmp=self.snmp and bool(self.subnets),
             probe=self.probe and bool(self.subnets),
             identify=self.identify,
             snmp_community=self.snmp_community,
+            snmp_version=self.snmp_version,
+            timeout_s=self.timeout_s,
+            concurrency=self.concurrency,
             interval_s=self.interval_s,
         )
 
@@ -651,7 +658,12 @@ def _discovery(sec: _Section) -> DiscoverySettings:
             mdns=sec.flag("mdns", True),
             probe=sec.flag("probe", True),
             identify=sec.flag("identify", False),
-            interval_s=sec.number("interval_s", 300.0, 5.0, 86400.0),
+            # 0 turns periodic sweeps off (mDNS keeps watching).
+            interval_s=sec.number("interval_s", 300.0, 0.0, 86400.0),
+            snmp=sec.flag("snmp", True),
+            snmp_version=sec.text("snmp_version", "2c", choices=("1", "2c")) or "2c",
+            timeout_s=sec.number("timeout_s", 1.0, 0.05, 30.0),
+            concurrency=sec.integer("concurrency", 256, 1, 1024),
         )
         try:
             settings.to_config()

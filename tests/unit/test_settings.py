@@ -237,3 +237,29 @@ def test_secret_file_paths_are_relative_to_the_config(tmp_path: Path):
     path = tmp_path / "a.toml"
     path.write_text('shop_id = "s1"\n[mqtt]\npassword_file = "pw.txt"\n')
     assert load_settings(path).mqtt.password == "hunter2hunter2"
+
+
+def test_discovery_keys_reach_the_discovery_config():
+    s = check(
+        with_(
+            discovery__subnets=["127.0.3.0/24"],
+            discovery__snmp_version="1",
+            discovery__timeout_s=0.5,
+            discovery__concurrency=64,
+            discovery__interval_s=0,
+            discovery__snmp=False,
+        )
+    )
+    config = s.discovery.to_config()
+    assert s.discovery.enabled
+    assert (config.snmp_version, config.timeout_s, config.concurrency, config.interval_s) == (
+        "1",
+        0.5,
+        64,
+        0.0,
+    )
+    assert config.snmp is False
+    assert config.probe is True
+    with pytest.raises(ConfigError) as info:
+        check(with_(discovery__subnets=["127.0.0.0/8"]))  # more than a sweep may touch
+    assert info.value.key == "discovery"
