@@ -36,3 +36,25 @@ def test_readme_lists_every_ack_status_and_event_type():
         assert f"| `{status.value}` |" in readme
     for event_type in EventType:
         assert f"`{event_type.value}`" in readme
+
+
+def test_every_config_key_in_the_readme_is_one_the_validator_reads():
+    import re
+
+    settings_src = (ROOT / "agent" / "settings.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    keys = set()
+    for cell in re.findall(r"^\| (.+?) \|", section, flags=re.M):
+        for name in re.findall(r"`([a-z_]+(?:\.<[a-z]+>)?(?:\.[a-z_*]+)*)`", cell):
+            keys.add(name.rsplit(".", 1)[-1])
+    keys = {k for k in keys if k != "*" and not k.startswith("<")}
+    assert len(keys) > 30
+
+    def read(key: str) -> bool:
+        # `<name>_file` is read by _secret(sec, "<name>", ...) beside the inline form.
+        base = key.removesuffix("_file")
+        return f'"{key}"' in settings_src or f'_secret(sec, "{base}"' in settings_src
+
+    missing = sorted(k for k in keys if not read(k))
+    assert not missing, f"README documents keys the validator never reads: {missing}"
