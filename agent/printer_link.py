@@ -56,13 +56,7 @@ async def send(
     PrinterUnreachable when the printer cannot have read the kick (safe to retry) and
     DeliveryUncertain when it may have (never retried: a drawer must not open twice).
     """
-    try:
-        async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        raise PrinterUnreachable(host, port, "connect timed out") from None
-    except OSError as exc:
-        raise PrinterUnreachable(host, port, _describe(exc)) from None
+    reader, writer = await _connect(host, port, connect_timeout)
     try:
         # A printer that accepts and resets at once (a busy single-session NIC) has
         # usually closed by now: that is "not sent", so the caller may retry.
@@ -130,13 +124,7 @@ async def exchange(
     For probes: the caller sends only requests that print nothing and never pulse.
     """
     read: ReadReply = reply if callable(reply) else _exactly(reply)
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        raise PrinterUnreachable(host, port, "connect timed out") from None
-    except OSError as exc:
-        raise PrinterUnreachable(host, port, _describe(exc)) from None
+    reader, writer = await _connect(host, port, timeout)
     try:
         _no_delay(writer)
         writer.write(request)
@@ -159,6 +147,18 @@ async def read_asb(reader: asyncio.StreamReader) -> bytes:
     """Read one Star ASB: header 1 announces its length (PROTOCOLS §2.5)."""
     header = await reader.readexactly(1)
     return header + await reader.readexactly(max(0, asb_length(header[0]) - 1))
+
+
+async def _connect(
+    host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise PrinterUnreachable(host, port, "connect timed out") from None
+    except OSError as exc:
+        raise PrinterUnreachable(host, port, _describe(exc)) from None
 
 
 def _exactly(size: int) -> ReadReply:
