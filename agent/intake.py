@@ -12,7 +12,14 @@ from agent import signing
 from agent.acks import Ack, AckStatus
 from agent.dispatcher import Dispatcher, Job, Outcome
 from agent.errors import BrokerError, LedgerError, Redeliver
-from agent.events import CashEvent, InvalidEvent, decode_json_object, event_id_hint, validate_event
+from agent.events import (
+    MAX_PAYLOAD_BYTES,
+    CashEvent,
+    InvalidEvent,
+    decode_json_object,
+    event_id_hint,
+    validate_event,
+)
 from agent.ledger import Ledger
 from agent.mqtt_link import Incoming, MqttLink
 from agent.policy import Policy, Verdict, decide
@@ -269,8 +276,9 @@ class Intake:
         return None
 
     def _decode(self, payload: bytes, now: float) -> CashEvent:
-        if len(payload) > 16 * 1024:
-            raise InvalidEvent(f"payload is {len(payload)} bytes; the limit is 16384")
+        # Checked here too: a signed payload reaches the JWS parser before the JSON decoder.
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidEvent(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
         if self.settings.security.require_signed:
             assert self.keyring is not None
             claims = signing.verify(payload, self.keyring, now=now)
