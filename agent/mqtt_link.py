@@ -57,6 +57,19 @@ class LastWill:
     payload: bytes
 
 
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS for mqtts:// (hostname verification on), or None for plain mqtt://."""
+    if not settings.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=settings.ca_file)
+        if settings.cert_file:
+            ctx.load_cert_chain(settings.cert_file, settings.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(f"TLS setup failed: {exc}") from None
+    return ctx
+
+
 class _GuardedLoop:
     """The event loop as aiomqtt 2.5 sees it, refusing stale socket registrations.
 
@@ -223,7 +236,7 @@ class MqttLink:
             will=will,
             keepalive=s.keepalive_s,
             timeout=10,
-            tls_context=self._tls_context(),
+            tls_context=tls_context(s),
             **kwargs,
         )
         # aiomqtt warns past 10 publishes awaiting PUBACK; acks and retained statuses after
@@ -286,18 +299,6 @@ class MqttLink:
         self._client = client
         return client
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        s = self.settings
-        if not s.tls:
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=s.ca_file)
-            if s.cert_file:
-                ctx.load_cert_chain(s.cert_file, s.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise BrokerError(f"TLS setup failed: {exc}") from None
-        return ctx
-
 
 class PosClient:
     """A POS stand-in that publishes events and collects acks (demo, `publish`, tests, bench)."""
@@ -314,7 +315,7 @@ class PosClient:
 
     async def __aenter__(self) -> PosClient:
         s = self.settings
-        tls = MqttLink(s)._tls_context()
+        tls = tls_context(s)
         protocol = aiomqtt.ProtocolVersion.V5 if s.protocol == 5 else aiomqtt.ProtocolVersion.V311
         self._client = aiomqtt.Client(
             s.host,
