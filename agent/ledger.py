@@ -386,8 +386,6 @@ class Ledger:
         try:
             with self._tx():
                 self._conn.execute(sql, args)
-        except sqlite3.IntegrityError:
-            raise
         except sqlite3.Error as exc:
             raise LedgerError(f"{self.path}: {exc}") from None
 
