@@ -17,11 +17,12 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import __version__, catalogue
-from agent.commands import CommandSet, drawer_kick
-from agent.errors import AgentError, BrokerError, ConfigError, LedgerError, PrinterUnreachable
-from agent.events import EventType
-from agent.settings import Settings
+from agent import __version__
+from agent.core import catalogue
+from agent.core.commands import CommandSet, drawer_kick
+from agent.core.errors import AgentError, BrokerError, ConfigError, LedgerError, PrinterUnreachable
+from agent.core.events import EventType
+from agent.core.settings import Settings
 from discovery import cli as discovery_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_NOT_OPENED = 0, 1, 2, 3
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(path: Path | None) -> Settings:
     """Settings from a file (or $DRAWER_AGENT_CONFIG) plus the environment."""
-    from agent.settings_io import load_settings
+    from agent.io.settings_io import load_settings
 
     if path is None and os.environ.get("DRAWER_AGENT_CONFIG"):
         path = Path(os.environ["DRAWER_AGENT_CONFIG"])
@@ -132,7 +133,8 @@ def load(path: Path | None) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent until SIGTERM."""
-    from agent import app, logs
+    from agent.io import logs
+    from agent.service import app
 
     settings = load(args.config)
     logs.configure(args.log_format or settings.log_format, settings.log_level)
@@ -152,7 +154,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_kick(args: argparse.Namespace) -> int:
     """One test pulse, written to the audit trail when a config is used."""
-    from agent import printer_link
+    from agent.io import printer_link
 
     if args.printer_id:
         settings = load(args.config)
@@ -193,7 +195,7 @@ def cmd_kick(args: argparse.Namespace) -> int:
 
 
 def _audit_manual_kick(settings: Settings, printer_id: str, started: float, sent: float) -> None:
-    from agent.ledger import Ledger
+    from agent.io.ledger import Ledger
 
     with Ledger.open(settings.state.path) as ledger:
         event_id = f"manual-{uuid.uuid4()}"
@@ -220,9 +222,9 @@ def _audit_manual_kick(settings: Settings, printer_id: str, started: float, sent
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish one event as the POS would, and print the ack."""
-    from agent import signing
-    from agent.mqtt_link import PosClient
-    from agent.topics import Topics
+    from agent.core.topics import Topics
+    from agent.io import signing
+    from agent.io.mqtt_link import PosClient
 
     settings = (
         load(args.config)
@@ -277,7 +279,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _local_settings() -> Settings:
-    from agent.settings import validate
+    from agent.core.settings import validate
 
     return validate(
         {"shop_id": os.environ.get("DRAWER_AGENT_SHOP_ID", "salon-42")},
@@ -287,7 +289,8 @@ def _local_settings() -> Settings:
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Run a virtual printer until Ctrl-C."""
-    from agent import emulator, logs
+    from agent.devtools import emulator
+    from agent.io import logs
 
     logs.configure(args.log_format or "text", "INFO")
     try:
@@ -300,7 +303,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Print the catalogue."""
-    from agent import escpos_profiles
+    from agent.io import escpos_profiles
 
     rows = [
         m.to_json() | {"profile": escpos_profiles.describe(m.escpos_profile)}
@@ -327,7 +330,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_demo(_args: argparse.Namespace) -> int:
     """Run the self-contained demo."""
-    from agent import demo, logs
+    from agent.devtools import demo
+    from agent.io import logs
 
     logs.configure("text", "WARNING")
     return asyncio.run(demo.run_demo())

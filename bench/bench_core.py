@@ -720,7 +720,7 @@ def render(
         "`max_inflight_messages 1000`, `max_queued_messages 1000000`, `set_tcp_nodelay true`."
     )
     w(
-        f"- {PRINTERS} virtual ESC/POS printers (`agent.emulator.VirtualPrinterServer`, "
+        f"- {PRINTERS} virtual ESC/POS printers (`agent.devtools.emulator.VirtualPrinterServer`, "
         "single session each) in **their own process**; terminals T00..T19 map 1:1 to "
         "printers P00..P19; events go round-robin over the terminals."
     )

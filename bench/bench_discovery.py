@@ -32,11 +32,11 @@ from discovery_peers import (  # noqa: E402
     snmpsim,
 )
 
-from discovery import DiscoveryConfig, DiscoveryService, PrinterRecord  # noqa: E402
-from discovery.limiter import SweepStats  # noqa: E402
-from discovery.probe import Prober  # noqa: E402
-from discovery.service import sweep_network  # noqa: E402
-from discovery.snmp import SnmpClient, SnmpError  # noqa: E402
+from discovery import DiscoveryConfig, PrinterRecord  # noqa: E402
+from discovery.io.limiter import SweepStats  # noqa: E402
+from discovery.io.probe import Prober  # noqa: E402
+from discovery.io.snmp import SnmpClient, SnmpError  # noqa: E402
+from discovery.service import DiscoveryService, sweep_network  # noqa: E402
 
 SUBNET = "127.0.3.0/24"
 AGENTS = {

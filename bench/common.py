@@ -169,8 +169,8 @@ def check_hung(port: int, timeout: float = 0.5) -> dict[str, object]:
 
 async def _farm(count: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from agent.commands import CommandSet
-    from agent.emulator import VirtualPrinterServer
+    from agent.core.commands import CommandSet
+    from agent.devtools.emulator import VirtualPrinterServer
 
     printers = [
         VirtualPrinterServer("127.0.0.1", 0, CommandSet.ESCPOS, name=f"P{i:02d}")

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from discovery import netinfo, subnets
-from discovery.model import DiscoveryConfig, PrinterRecord
+from discovery.core import subnets
+from discovery.core.model import DiscoveryConfig, PrinterRecord
+from discovery.io import netinfo
 from discovery.service import sweep
 
 TABLE_COLUMNS = ("host", "vendor", "model", "command set", "MAC", "serial", "sources")

@@ -12,14 +12,14 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-from discovery import probe_parse, snmp_parse, subnets
-from discovery.limiter import Limiter, SweepStats
-from discovery.mdns import MdnsBrowser, MdnsError
-from discovery.merge import Change, merge, withdraw
-from discovery.model import DiscoveryConfig, PrinterRecord, Sighting
-from discovery.probe import Guard, Prober
-from discovery.snmp import SnmpClient, SnmpError
-from discovery.store import DiscoveryStore
+from discovery.core import probe_parse, snmp_parse, subnets
+from discovery.core.merge import Change, merge, withdraw
+from discovery.core.model import DiscoveryConfig, PrinterRecord, Sighting
+from discovery.io.limiter import Limiter, SweepStats
+from discovery.io.mdns import MdnsBrowser, MdnsError
+from discovery.io.probe import Guard, Prober
+from discovery.io.snmp import SnmpClient, SnmpError
+from discovery.io.store import DiscoveryStore
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import app
-from agent.settings import Settings, validate
+from agent.core.settings import Settings, validate
+from agent.service import app
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 

@@ -5,7 +5,7 @@ refer to secrets by absolute paths that exist only in a container or under syste
 (/run/secrets/..., /run/credentials/drawer-agent.service/...). Each config is copied with
 those paths pointed at temporary files, and nothing else changed: the docker demo gets
 the committed demo secrets from docker/secrets/*.example, the systemd example gets
-generated secrets and a real CA certificate. Then ``agent.settings_io.load_settings``
+generated secrets and a real CA certificate. Then ``agent.io.settings_io.load_settings``
 and ``drawer-agent check-config`` must both accept it.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from deploy_helpers import DEPLOY, DOCKER, REPO, Certs, scrubbed_env
 
-from agent.errors import ConfigError
-from agent.settings_io import load_settings
+from agent.core.errors import ConfigError
+from agent.io.settings_io import load_settings
 
 DOCKER_CONFIG = DOCKER / "drawer-agent.toml"
 DEPLOY_CONFIG = DEPLOY / "drawer-agent.toml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from discovery import DiscoveryConfig
-from discovery.subnets import expand, suggest
+from discovery.core.subnets import expand, suggest
 
 
 def test_defaults_sweep_nothing() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from discovery.identify import (
+from discovery.core.identify import (
     Clues,
     Identification,
     identify,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from discovery import PrinterRecord, matches, normalise_mac
-from discovery.identity import identity_keys, mdns_instance
+from discovery.core.identity import identity_keys, mdns_instance
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ import uuid
 
 from discovery_peers import mdns_registrar, service_info
 
-from discovery import DiscoveryConfig, DiscoveryService, PrinterRecord, matches, sweep
-from discovery.mdns import MdnsBrowser
-from discovery.model import Sighting
+from discovery import DiscoveryConfig, PrinterRecord, matches
+from discovery.core.model import Sighting
+from discovery.io.mdns import MdnsBrowser
+from discovery.service import DiscoveryService, sweep
 
 LOOPBACK = ("127.0.0.1",)
 WAIT = 8.0  # registration probing alone takes ~1.2 s (LIBRARIES §2.2)

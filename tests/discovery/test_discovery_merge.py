@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discovery.merge import conflicting_macs, merge, withdraw
-from discovery.model import Sighting
+from discovery.core.merge import conflicting_macs, merge, withdraw
+from discovery.core.model import Sighting
 
 MAC_A = "00:26:ab:12:34:56"
 MAC_B = "00:11:62:0a:0b:0c"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discovery import mdns_parse, probe_parse, snmp_parse
-from discovery.snmp_parse import Oid
+from discovery.core import mdns_parse, probe_parse, snmp_parse
+from discovery.core.snmp_parse import Oid
 
 
 def test_txt_keys_are_case_insensitive_and_first_wins() -> None:

@@ -16,8 +16,9 @@ from discovery_peers import (
     tcp_peers,
 )
 
-from discovery import DiscoveryConfig, sweep
-from discovery.probe import Prober
+from discovery import DiscoveryConfig
+from discovery.io.probe import Prober
+from discovery.service import sweep
 
 TIMEOUT = 0.3
 

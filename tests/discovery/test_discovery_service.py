@@ -7,7 +7,9 @@ from pathlib import Path
 
 from discovery_peers import SnmpSim, free_udp_port
 
-from discovery import DiscoveryConfig, DiscoveryService, DiscoveryStore, PrinterRecord, matches
+from discovery import DiscoveryConfig, PrinterRecord, matches
+from discovery.io.store import DiscoveryStore
+from discovery.service import DiscoveryService
 
 EPSON_MAC = "00:26:ab:12:34:56"
 

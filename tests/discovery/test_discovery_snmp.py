@@ -6,9 +6,9 @@ import time
 
 from discovery_peers import FakePrinter, SnmpSim, free_tcp_port, tcp_peers
 
-from discovery import DiscoveryConfig, sweep
-from discovery.limiter import SweepStats
-from discovery.service import sweep_network
+from discovery import DiscoveryConfig
+from discovery.io.limiter import SweepStats
+from discovery.service import sweep, sweep_network
 
 TIMEOUT = 0.4
 

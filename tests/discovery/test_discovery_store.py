@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery import DiscoveryStore, PrinterRecord
-from discovery.store import SCHEMA_VERSION, StoreError
+from discovery import PrinterRecord
+from discovery.io.store import SCHEMA_VERSION, DiscoveryStore, StoreError
 
 
 def record(**fields: object) -> PrinterRecord:

@@ -28,8 +28,8 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.emulator import VirtualPrinterServer
-from agent.topics import Topics
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics("t")

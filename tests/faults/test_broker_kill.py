@@ -87,7 +87,7 @@ async def test_broker_kill9_cycles_lose_and_double_nothing(mosquitto, tmp_path, 
     assert not t.doubled, t.doubled
     assert not t.lost, t.lost
     assert not t.other, t.other
-    # Before agent/mqtt_link.py cleaned paho's writer off a closed socket, about one run
+    # Before agent/io/mqtt_link.py cleaned paho's writer off a closed socket, about one run
     # in ten ended here: the event published just before a kill was acked "opened
     # (unconfirmed)" while its printer connection never completed (a stale selector entry
     # on a reused fd). 25 runs in a row now end with none.

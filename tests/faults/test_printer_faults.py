@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agent.commands import CommandSet
-from agent.emulation import VirtualPrinter
-from agent.emulator import Behaviour, VirtualPrinterServer
+from agent.core.commands import CommandSet
+from agent.devtools.emulation import VirtualPrinter
+from agent.devtools.emulator import Behaviour, VirtualPrinterServer
 from tests.faults.harness import AgentProcess, ReliablePos, event, ledger_row, write_config
 
 pytestmark = pytest.mark.broker

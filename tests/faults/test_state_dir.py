@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.emulator import VirtualPrinterServer
+from agent.devtools.emulator import VirtualPrinterServer
 from tests.faults.harness import AgentProcess, ReliablePos, event, ledger_row, write_config
 
 pytestmark = pytest.mark.broker

@@ -1,10 +1,10 @@
 """One message, one ack: resending unacked acks after a reconnect never doubles an ack."""
 
-from agent.acks import Ack, AckStatus
-from agent.errors import BrokerError
-from agent.intake import AckPublisher
-from agent.ledger import Ledger
-from agent.topics import Topics
+from agent.core.acks import Ack, AckStatus
+from agent.core.errors import BrokerError
+from agent.core.topics import Topics
+from agent.io.ledger import Ledger
+from agent.service.intake import AckPublisher
 
 
 class RecordingLink:

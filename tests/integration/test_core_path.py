@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.commands import CommandSet
-from agent.emulator import VirtualPrinterServer
-from agent.mqtt_link import PosClient
-from agent.topics import Topics
+from agent.core.commands import CommandSet
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io.mqtt_link import PosClient
 from tests.conftest import free_port, make_settings, running_agent
 
 pytestmark = pytest.mark.broker
@@ -60,7 +60,7 @@ async def pos(mosquitto):
 
 
 def make_settings_for_pos(mosquitto):
-    from agent.settings import validate
+    from agent.core.settings import validate
 
     return validate({"shop_id": "t", "mqtt": {"url": mosquitto.url}}, lambda p: b"").mqtt
 

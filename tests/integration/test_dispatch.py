@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from agent.acks import AckStatus
-from agent.commands import CommandSet
-from agent.dispatcher import Dispatcher, Job
-from agent.emulator import Behaviour, VirtualPrinterServer
-from agent.ledger import Ledger
-from agent.settings import DispatchSettings, PrinterSettings
+from agent.core.acks import AckStatus
+from agent.core.commands import CommandSet
+from agent.core.settings import DispatchSettings, PrinterSettings
+from agent.devtools.emulator import Behaviour, VirtualPrinterServer
+from agent.io.ledger import Ledger
+from agent.service.dispatcher import Dispatcher, Job
 from tests.conftest import free_port
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.emulator import VirtualPrinterServer
-from agent.mqtt_link import PosClient
-from agent.settings import validate
-from agent.topics import Topics
+from agent.core.settings import validate
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io.mqtt_link import PosClient
 from tests.conftest import make_settings, running_agent
 from tests.discovery.discovery_peers import mdns_registrar, service_info
 

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from agent.errors import LedgerError
-from agent.ledger import MIGRATIONS, Ledger
+from agent.core.errors import LedgerError
+from agent.io.ledger import MIGRATIONS, Ledger
 
 
 def claim(ledger, event_id, received_at=100.0, status=None):

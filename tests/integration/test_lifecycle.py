@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.emulator import VirtualPrinterServer
-from agent.ledger import Ledger
-from agent.mqtt_link import PosClient
-from agent.settings import validate
-from agent.topics import Topics
+from agent.core.settings import validate
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io.ledger import Ledger
+from agent.io.mqtt_link import PosClient
 from tests.conftest import make_settings, running_agent
 
 pytestmark = pytest.mark.broker
@@ -163,7 +163,7 @@ def test_models_json_lists_the_catalogue():
 
 async def test_kick_by_host_pulses_the_virtual_printer():
     async with VirtualPrinterServer(
-        command_set=__import__("agent.commands").commands.CommandSet.STAR_LINE
+        command_set=__import__("agent.core.commands").core.commands.CommandSet.STAR_LINE
     ) as vp:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

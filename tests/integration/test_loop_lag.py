@@ -6,9 +6,9 @@ async def test_a_blocked_event_loop_is_reported(caplog):
     import logging
     import time
 
-    from agent.app import watch_loop_lag
+    from agent.service.app import watch_loop_lag
 
-    caplog.set_level(logging.WARNING, logger="agent.app")
+    caplog.set_level(logging.WARNING, logger="agent.service.app")
     task = asyncio.create_task(watch_loop_lag(period=0.02, warn_after=0.1))
     await asyncio.sleep(0.05)
     time.sleep(0.3)  # the blocking call under test, not a synchronisation

@@ -7,8 +7,8 @@ agent opens, typically a printer connection; a callback left on it hijacks that 
 import asyncio
 import socket
 
-from agent.mqtt_link import MqttLink
-from agent.settings import validate
+from agent.core.settings import validate
+from agent.io.mqtt_link import MqttLink
 
 
 def make_link() -> MqttLink:

@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from agent import printer_link
-from agent.commands import CommandSet, drawer_kick
-from agent.emulator import Behaviour, VirtualPrinterServer
-from agent.errors import PrinterUnreachable
+from agent.core.commands import CommandSet, drawer_kick
+from agent.core.errors import PrinterUnreachable
+from agent.devtools.emulator import Behaviour, VirtualPrinterServer
+from agent.io import printer_link
 from tests.conftest import free_port
 
 KICK = drawer_kick(CommandSet.ESCPOS, 1, 100, 500)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import app, signing
-from agent.emulator import VirtualPrinterServer
-from agent.mqtt_link import PosClient
-from agent.settings import validate
-from agent.topics import Topics
+from agent.core.settings import validate
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io import signing
+from agent.io.mqtt_link import PosClient
+from agent.service import app
 from tests.conftest import Mosquitto, make_settings, mosquitto_binary, running_agent
 from tests.deploy.deploy_helpers import make_certs
 from tests.security.jws_helpers import b64json, b64url, es_token, hs_token, make_keys, private_pem

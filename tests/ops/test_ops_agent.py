@@ -9,16 +9,16 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.commands import CommandSet
-from agent.demo import event
-from agent.emulator import VirtualPrinterServer
-from agent.errors import PrinterUnreachable
-from agent.metrics import Metrics
-from agent.mqtt_link import PosClient
-from agent.printer_link import send
-from agent.prober import query_status
-from agent.status import Paper
-from agent.topics import Topics
+from agent.core.commands import CommandSet
+from agent.core.errors import PrinterUnreachable
+from agent.core.status import Paper
+from agent.core.topics import Topics
+from agent.devtools.demo import event
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io.metrics import Metrics
+from agent.io.mqtt_link import PosClient
+from agent.io.printer_link import send
+from agent.service.prober import query_status
 from tests.conftest import make_settings, running_agent
 
 pytestmark = pytest.mark.broker

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from agent import health
-from agent.commands import CommandSet
-from agent.health import DrawerWatch, choose_kick, must_publish, observe, unreachable, watch_drawer
-from agent.settings import PrinterSettings
-from agent.status import Paper, PrinterStatus, build_dle_eot, parse_dle_eot
+from agent.core import health
+from agent.core.commands import CommandSet
+from agent.core.health import (
+    DrawerWatch,
+    choose_kick,
+    must_publish,
+    observe,
+    unreachable,
+    watch_drawer,
+)
+from agent.core.settings import PrinterSettings
+from agent.core.status import Paper, PrinterStatus, build_dle_eot, parse_dle_eot
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = health.unknown("p1", "192.0.2.5")
@@ -33,7 +40,7 @@ def printer(*, realtime=False, command_set=CommandSet.ESCPOS, level="low"):
 
 
 def test_health_module_is_pure():
-    tree = ast.parse((ROOT / "agent/health.py").read_text())
+    tree = ast.parse((ROOT / "agent/core/health.py").read_text())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {
@@ -42,7 +49,12 @@ def test_health_module_is_pure():
         if n.split(".")[0]
         in {"asyncio", "socket", "time", "aiohttp", "aiomqtt", "prometheus_client"}
     }
-    assert not names & {"agent.prober", "agent.dispatcher", "agent.mqtt_link", "agent.metrics"}
+    assert not names & {
+        "agent.service.prober",
+        "agent.service.dispatcher",
+        "agent.io.mqtt_link",
+        "agent.io.metrics",
+    }
 
 
 # (status, open_level) -> expected (online, drawer_open, paper, cover_open, last_error)

@@ -12,10 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.emulator import VirtualPrinterServer
-from agent.mqtt_link import PosClient
-from agent.settings import MqttSettings
-from agent.topics import Topics
+from agent.core.settings import MqttSettings
+from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
+from agent.io.mqtt_link import PosClient
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.broker

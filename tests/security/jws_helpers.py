@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from agent.signing import KeyRing
+from agent.io.signing import KeyRing
 
 NOW = 1_750_000_000.0  # the injected clock of every test
 

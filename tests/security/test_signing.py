@@ -1,4 +1,4 @@
-"""agent.signing: which tokens open a drawer and which are refused, with which reason."""
+"""agent.io.signing: which tokens open a drawer and which are refused, with which reason."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from jws_helpers import (
     public_pem,
 )
 
-from agent.errors import AgentError
-from agent.signing import (
+from agent.core.errors import AgentError
+from agent.io.signing import (
     REASONS,
     KeyRing,
     SignatureError,
@@ -426,11 +426,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_only_the_signing_module_imports_pyjwt() -> None:
     sources = [p for d in ("agent", "discovery") for p in (REPO / d).rglob("*.py")]
-    assert REPO / "agent" / "signing.py" in sources
+    assert REPO / "agent" / "io" / "signing.py" in sources
     importers = {p.relative_to(REPO).as_posix() for p in sources if "jwt" in _imports(p)}
-    assert importers == {"agent/signing.py"}
+    assert importers == {"agent/io/signing.py"}
 
 
 def test_the_signing_module_does_no_io() -> None:
     banned = {"asyncio", "socket", "aiomqtt", "aiohttp", "sqlite3", "time", "subprocess"}
-    assert not _imports(REPO / "agent" / "signing.py") & banned
+    assert not _imports(REPO / "agent" / "io" / "signing.py") & banned

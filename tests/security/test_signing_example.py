@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jws_helpers import private_pem, public_pem
 
-from agent.events import EventType, validate_event
-from agent.signing import KeyRing, SignatureError, verify
+from agent.core.events import EventType, validate_event
+from agent.io.signing import KeyRing, SignatureError, verify
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sign_event.py"
 SECRET = b"docs-example-secret-0123456789-abcdefghijklmnop"  # 47 bytes, no trailing newline

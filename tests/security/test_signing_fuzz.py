@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from jws_helpers import NOW, b64json, b64url, es_token, hs_token, make_keys
 from jws_helpers import event as cash_event
 
-from agent.signing import REASONS, SignatureError, looks_signed, verify
+from agent.io.signing import REASONS, SignatureError, looks_signed, verify
 
 KEYS = make_keys()
 RING = KEYS.keyring

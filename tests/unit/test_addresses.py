@@ -2,10 +2,10 @@
 
 import pytest
 
-from agent.addresses import AddressBook, Move
-from agent.commands import CommandSet
-from agent.settings import MatchSettings, PrinterSettings
-from discovery.model import PrinterRecord
+from agent.core.addresses import AddressBook, Move
+from agent.core.commands import CommandSet
+from agent.core.settings import MatchSettings, PrinterSettings
+from discovery.core.model import PrinterRecord
 
 
 def printer(pid, host=None, match=None, port=9100):

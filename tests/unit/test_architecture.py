@@ -7,20 +7,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
-    "agent/commands.py",
-    "agent/catalogue.py",
-    "agent/status.py",
-    "agent/events.py",
-    "agent/policy.py",
-    "agent/retry.py",
-    "agent/ratelimit.py",
-    "agent/topics.py",
-    "agent/acks.py",
-    "agent/settings.py",
-    "agent/emulation.py",
-    "agent/errors.py",
-    "agent/addresses.py",
-    "agent/health.py",
+    "agent/core/commands.py",
+    "agent/core/catalogue.py",
+    "agent/core/status.py",
+    "agent/core/events.py",
+    "agent/core/policy.py",
+    "agent/core/retry.py",
+    "agent/core/ratelimit.py",
+    "agent/core/topics.py",
+    "agent/core/acks.py",
+    "agent/core/settings.py",
+    "agent/core/errors.py",
+    "agent/core/addresses.py",
+    "agent/core/health.py",
 ]
 FORBIDDEN = {
     "asyncio",
@@ -44,19 +43,19 @@ FORBIDDEN = {
     "os",
 }
 IO_MODULES = {
-    "agent.ledger",
-    "agent.mqtt_link",
-    "agent.printer_link",
-    "agent.dispatcher",
-    "agent.app",
-    "agent.intake",
-    "agent.http_api",
-    "agent.emulator",
+    "agent.io.ledger",
+    "agent.io.mqtt_link",
+    "agent.io.printer_link",
+    "agent.service.dispatcher",
+    "agent.service.app",
+    "agent.service.intake",
+    "agent.io.http_api",
+    "agent.devtools.emulator",
     "agent.cli",
-    "agent.settings_io",
-    "agent.demo",
-    "agent.embedded_broker",
-    "agent.logs",
+    "agent.io.settings_io",
+    "agent.devtools.demo",
+    "agent.devtools.embedded_broker",
+    "agent.io.logs",
 }
 
 
@@ -81,12 +80,12 @@ def test_pure_module_has_no_io_imports(module):
 def test_only_the_adapter_imports_aiomqtt():
     users = {
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "agent").glob("*.py")
+        for p in (ROOT / "agent").rglob("*.py")
         if any(n.split(".")[0] in ("aiomqtt", "paho") for n in imports_of(p))
     }
-    assert users == {"agent/mqtt_link.py"}
+    assert users == {"agent/io/mqtt_link.py"}
 
 
 def test_discovery_never_imports_agent():
-    for path in (ROOT / "discovery").glob("*.py"):
+    for path in (ROOT / "discovery").rglob("*.py"):
         assert not any(n.split(".")[0] == "agent" for n in imports_of(path)), path

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent import catalogue
-from agent.commands import CommandSet
+from agent.core import catalogue
+from agent.core.commands import CommandSet
 
 REQUIRED = [
     "epson-tm-t20ii",
@@ -89,7 +89,7 @@ def test_for_reported(vendor, model, expected):
 
 
 def test_escpos_profiles_come_from_python_escpos():
-    from agent.escpos_profiles import describe
+    from agent.io.escpos_profiles import describe
 
     profile = describe(catalogue.get("epson-tm-t88v").escpos_profile)
     assert profile is not None

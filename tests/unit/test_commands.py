@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.commands import (
+from agent.core.commands import (
     CommandSet,
     check_pulse,
     drawer_kick,

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import yaml
 
-from agent.acks import AckStatus
-from agent.events import EventType
-from agent.topics import Topics
+from agent.core.acks import AckStatus
+from agent.core.events import EventType
+from agent.core.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
@@ -41,7 +41,7 @@ def test_readme_lists_every_ack_status_and_event_type():
 def test_every_config_key_in_the_readme_is_one_the_validator_reads():
     import re
 
-    settings_src = (ROOT / "agent" / "settings.py").read_text()
+    settings_src = (ROOT / "agent" / "core" / "settings.py").read_text()
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     keys = set()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.commands import CommandSet, drawer_kick, realtime_drawer_kick
-from agent.emulation import VirtualPrinter
+from agent.core.commands import CommandSet, drawer_kick, realtime_drawer_kick
+from agent.devtools.emulation import VirtualPrinter
 
 
 def feed_in_chunks(printer, data, size, now=100.0):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agent.events import (
+from agent.core.events import (
     MAX_PAYLOAD_BYTES,
     EventType,
     InvalidEvent,

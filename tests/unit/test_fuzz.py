@@ -6,11 +6,11 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.commands import CommandSet
-from agent.emulation import VirtualPrinter
-from agent.events import EventType, InvalidEvent, decode_json_object, validate_event
-from agent.policy import Policy, Verdict, decide
-from agent.status import StatusError, parse_dle_eot, parse_star_asb
+from agent.core.commands import CommandSet
+from agent.core.events import EventType, InvalidEvent, decode_json_object, validate_event
+from agent.core.policy import Policy, Verdict, decide
+from agent.core.status import StatusError, parse_dle_eot, parse_star_asb
+from agent.devtools.emulation import VirtualPrinter
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

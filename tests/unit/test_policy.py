@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.events import CashEvent, EventType
-from agent.policy import Policy, Verdict, deadline, decide
+from agent.core.events import CashEvent, EventType
+from agent.core.policy import Policy, Verdict, deadline, decide
 
 NOW = 1_800_000_000.0
 ALL = frozenset(EventType)

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from agent.ratelimit import PulseRateLimiter
-from agent.retry import Backoff, attempt_timeout, next_attempt_at
+from agent.core.ratelimit import PulseRateLimiter
+from agent.core.retry import Backoff, attempt_timeout, next_attempt_at
 
 
 @pytest.mark.parametrize(

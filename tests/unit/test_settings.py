@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands import CommandSet
-from agent.errors import ConfigError
-from agent.events import EventType
-from agent.settings import validate
-from agent.settings_io import load_settings
+from agent.core.commands import CommandSet
+from agent.core.errors import ConfigError
+from agent.core.events import EventType
+from agent.core.settings import validate
+from agent.io.settings_io import load_settings
 
 BASE = {
     "shop_id": "salon-42",

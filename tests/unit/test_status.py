@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.status import (
+from agent.core.status import (
     Paper,
     PrinterStatus,
     StatusError,

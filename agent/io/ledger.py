@@ -1,0 +1,400 @@
+"""The SQLite ledger: every event, its outcome and timings; dedup and audit trail.
+
+Calls are synchronous on purpose. In WAL mode with synchronous=NORMAL a commit is a
+write to the OS page cache (no fsync), tens of microseconds, cheaper than a thread hop
+on the hot path; it survives a kill -9 of the agent (the OS still has the pages) and
+loses at most the last commits on power loss, which docs/security.md states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.core.errors import LedgerError
+
+# Each entry migrates from version i to i+1 (PRAGMA user_version).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        event_id      TEXT PRIMARY KEY,
+        source        TEXT NOT NULL DEFAULT 'mqtt',
+        type          TEXT NOT NULL,
+        terminal_id   TEXT,
+        printer_id    TEXT,
+        occurred_at   REAL NOT NULL,
+        received_at   REAL NOT NULL,
+        deadline      REAL NOT NULL,
+        state         TEXT NOT NULL,
+        status        TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        sent_at       REAL,
+        finished_at   REAL,
+        latency_ms    REAL,
+        detail        TEXT NOT NULL DEFAULT '',
+        drawer_open   INTEGER,
+        acked         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_received_at ON events (received_at);
+    CREATE INDEX events_open_work ON events (state) WHERE state != 'final';
+    CREATE TABLE rejections (
+        id            INTEGER PRIMARY KEY,
+        received_at   REAL NOT NULL,
+        event_id      TEXT,
+        reason        TEXT NOT NULL,
+        size          INTEGER NOT NULL
+    );
+    CREATE INDEX rejections_received_at ON rejections (received_at);
+    """,
+    """
+    CREATE TABLE audit (
+        id            INTEGER PRIMARY KEY,
+        at            REAL NOT NULL,
+        kind          TEXT NOT NULL,
+        printer_id    TEXT,
+        detail        TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    """,
+)
+
+PENDING = "pending"
+SENDING = "sending"
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One row of the events table."""
+
+    event_id: str
+    source: str
+    type: str
+    terminal_id: str | None
+    printer_id: str | None
+    occurred_at: float
+    received_at: float
+    deadline: float
+    state: str
+    status: str | None
+    attempts: int
+    sent_at: float | None
+    finished_at: float | None
+    latency_ms: float | None
+    detail: str
+    drawer_open: bool | None
+    acked: bool
+
+    def to_json(self) -> dict[str, object]:
+        """JSON view for the audit API."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_COLUMNS = ", ".join(EventRow.__dataclass_fields__)
+
+
+class Ledger:
+    """Open with `Ledger.open(path)`; use as a context manager to close it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._checkpointer: sqlite3.Connection | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, *, background_checkpoints: bool = False) -> Ledger:
+        """Open or create the ledger, migrate it, and check its integrity.
+
+        With `background_checkpoints`, commits never run a WAL checkpoint (which fsyncs)
+        on the caller's thread; the owner must call `checkpoint()` periodically, off the loop.
+        """
+        where = str(path)
+        try:
+            if where != ":memory:":
+                Path(where).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(where, isolation_level=None, timeout=5.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                conn.close()
+                raise LedgerError(f"{where}: integrity check failed: {check}")
+            ledger = cls(conn, where)
+            ledger._migrate()
+            # Prove the file is writable now rather than at the first event.
+            with ledger._tx():
+                conn.execute("CREATE TABLE IF NOT EXISTS write_probe (x)")
+            ledger._probe_write()
+            if background_checkpoints:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                ledger._checkpointer = sqlite3.connect(
+                    where, isolation_level=None, timeout=5.0, check_same_thread=False
+                )
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"{where}: {exc}") from None
+        return ledger
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections; safe to call twice."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers; run it in a thread."""
+        if self._checkpointer is None:
+            return
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: checkpoint failed: {exc}") from None
+
+    @property
+    def schema_version(self) -> int:
+        """Current schema version."""
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def claim(
+        self,
+        *,
+        event_id: str,
+        type_: str,
+        terminal_id: str | None,
+        printer_id: str | None,
+        occurred_at: float,
+        received_at: float,
+        deadline: float,
+        status: str | None = None,
+        detail: str = "",
+        source: str = "mqtt",
+    ) -> EventRow | None:
+        """Record a new event; return the existing row instead when event_id is known.
+
+        With `status` the event is final at once (ignored, unmapped, expired); without it
+        the event is pending dispatch.
+        """
+        state = FINAL if status else PENDING
+        try:
+            with self._tx():
+                self._conn.execute(
+                    "INSERT INTO events (event_id, source, type, terminal_id, printer_id,"
+                    " occurred_at, received_at, deadline, state, status, detail, finished_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        event_id,
+                        source,
+                        type_,
+                        terminal_id,
+                        printer_id,
+                        occurred_at,
+                        received_at,
+                        deadline,
+                        state,
+                        status,
+                        detail,
+                        received_at if status else None,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            return self.get(event_id)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: {exc}") from None
+        return None
+
+    def mark_sending(self, event_id: str, attempt: int) -> None:
+        """An attempt is about to write to the printer: from now on it is never resent."""
+        self._update(
+            "UPDATE events SET state=?, attempts=? WHERE event_id=?", (SENDING, attempt, event_id)
+        )
+
+    def mark_not_sent(self, event_id: str) -> None:
+        """The last attempt failed before any byte was written; a restart may resume it."""
+        self._update("UPDATE events SET state=? WHERE event_id=?", (PENDING, event_id))
+
+    def finish(
+        self,
+        event_id: str,
+        *,
+        status: str,
+        attempts: int,
+        finished_at: float,
+        sent_at: float | None = None,
+        latency_ms: float | None = None,
+        detail: str = "",
+        drawer_open: bool | None = None,
+    ) -> None:
+        """Record the final outcome of an event."""
+        self._update(
+            "UPDATE events SET state=?, status=?, attempts=?, sent_at=?, finished_at=?,"
+            " latency_ms=?, detail=?, drawer_open=? WHERE event_id=?",
+            (
+                FINAL,
+                status,
+                attempts,
+                sent_at,
+                finished_at,
+                latency_ms,
+                detail,
+                None if drawer_open is None else int(drawer_open),
+                event_id,
+            ),
+        )
+
+    def mark_acked(self, event_id: str) -> None:
+        """The ack for this event reached the broker."""
+        self._update("UPDATE events SET acked=1 WHERE event_id=?", (event_id,))
+
+    def reject(self, *, event_id: str | None, reason: str, size: int, received_at: float) -> None:
+        """Keep a refused message in the audit trail without claiming its event_id."""
+        self._update(
+            "INSERT INTO rejections (received_at, event_id, reason, size) VALUES (?,?,?,?)",
+            (received_at, event_id, reason, size),
+        )
+
+    def audit(self, *, kind: str, printer_id: str | None, detail: str, at: float) -> None:
+        """Record something that changed how drawers are reached (an address move, ...)."""
+        self._update(
+            "INSERT INTO audit (at, kind, printer_id, detail) VALUES (?,?,?,?)",
+            (at, kind, printer_id, detail),
+        )
+
+    def recent_audit(self, limit: int = 100) -> list[dict[str, object]]:
+        """Newest audit entries first."""
+        cur = self._conn.execute(
+            "SELECT at, kind, printer_id, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [
+            dict(zip(("at", "kind", "printer_id", "detail"), r, strict=True))
+            for r in cur.fetchall()
+        ]
+
+    def get(self, event_id: str) -> EventRow | None:
+        """One event by id."""
+        rows = self._select("WHERE event_id=?", (event_id,))
+        return rows[0] if rows else None
+
+    def unfinished(self) -> list[EventRow]:
+        """Events a previous run accepted but did not finish, oldest first."""
+        return self._select("WHERE state != 'final' ORDER BY received_at", ())
+
+    def unacked(self, limit: int = 1000) -> list[EventRow]:
+        """Final events whose ack never reached the broker, oldest first."""
+        return self._select(
+            "WHERE state = 'final' AND acked = 0 AND source = 'mqtt' ORDER BY received_at LIMIT ?",
+            (limit,),
+        )
+
+    def recent(self, limit: int = 100, since: float | None = None) -> list[EventRow]:
+        """Newest events first: the audit trail."""
+        return self._select(
+            "WHERE received_at >= ? ORDER BY received_at DESC LIMIT ?",
+            (since if since is not None else 0.0, limit),
+        )
+
+    def recent_rejections(self, limit: int = 100) -> list[dict[str, object]]:
+        """Newest refused messages first."""
+        cur = self._conn.execute(
+            "SELECT received_at, event_id, reason, size FROM rejections ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            dict(zip(("received_at", "event_id", "reason", "size"), r, strict=True))
+            for r in cur.fetchall()
+        ]
+
+    def count(self) -> int:
+        """Number of events held."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def prune(self, before: float) -> int:
+        """Delete final events, rejections and audit entries before `before`; return how many."""
+        with self._tx():
+            n = self._conn.execute(
+                "DELETE FROM events WHERE state='final' AND received_at < ?", (before,)
+            ).rowcount
+            n += self._conn.execute(
+                "DELETE FROM rejections WHERE received_at < ?", (before,)
+            ).rowcount
+            n += self._conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+        return int(n)
+
+    def writable(self) -> bool:
+        """True while a write transaction can commit (readiness)."""
+        try:
+            self._probe_write()
+        except (sqlite3.Error, LedgerError):
+            return False
+        return True
+
+    def _probe_write(self) -> None:
+        # A real write: a no-op UPDATE commits even on a full disk. In WAL mode every
+        # commit appends a frame, so this fails whenever an event's claim would.
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO write_probe (rowid, x) VALUES (1, ?)", (time.time(),)
+            )
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise LedgerError(
+                f"{self.path}: schema version {version} is newer than this agent "
+                f"({len(MIGRATIONS)}); upgrade drawer-agent"
+            )
+        for target in range(version, len(MIGRATIONS)):
+            with self._tx():
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={target + 1}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: {exc}") from None
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # A failed COMMIT may already have rolled back; keep the real cause in the error.
+            self._rollback()
+            raise LedgerError(f"{self.path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _update(self, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            with self._tx():
+                self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: {exc}") from None
+
+    def _select(self, where: str, args: tuple[object, ...]) -> list[EventRow]:
+        cur = self._conn.execute(f"SELECT {_COLUMNS} FROM events {where}", args)  # noqa: S608
+        out = []
+        for r in cur.fetchall():
+            row = list(r)
+            row[15] = None if row[15] is None else bool(row[15])
+            row[16] = bool(row[16])
+            out.append(EventRow(*row))
+        return out

@@ -1,0 +1,116 @@
+"""Prometheus metrics, one CollectorRegistry per agent so several agents can share a process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from agent.core.acks import AckStatus
+    from agent.service.dispatcher import Outcome
+
+PREFIX = "drawer_agent"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Receipt to write; a pulse is a few ms on a LAN, retries push it to seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric the agent exports; gauges that mirror state are read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(
+            f"{PREFIX}_events",
+            "Received events by type and final status",
+            ("type", "status"),
+            registry=r,
+        )
+        self.pulses = Counter(
+            f"{PREFIX}_pulses", "Drawer pulses written, by printer", ("printer", "kind"), registry=r
+        )
+        self.retries = Counter(
+            f"{PREFIX}_retries",
+            "Extra attempts needed to reach a printer, by printer",
+            ("printer",),
+            registry=r,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_dispatch_latency_seconds",
+            "Receipt of an event to the pulse written",
+            ("printer",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.printer_up = Gauge(
+            f"{PREFIX}_printer_up",
+            "1 when the last probe reached the printer",
+            ("printer",),
+            registry=r,
+        )
+        self.drawer_open = Gauge(
+            f"{PREFIX}_drawer_open",
+            "1 open, 0 closed, -1 unknown (last sensor read)",
+            ("printer",),
+            registry=r,
+        )
+        self.probe_seconds = Histogram(
+            f"{PREFIX}_probe_seconds",
+            "Status probe round trip",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.broker_connected = Gauge(
+            f"{PREFIX}_broker_connected", "1 while connected to the MQTT broker", registry=r
+        )
+        self.ledger_events = Gauge(
+            f"{PREFIX}_ledger_events", "Events held in the ledger", registry=r
+        )
+        self.alerts = Counter(
+            f"{PREFIX}_alerts", "Alerts published, by kind", ("kind",), registry=r
+        )
+
+        self._event_type: Callable[[str], str | None] = lambda _eid: None
+
+    def bind(
+        self,
+        *,
+        connected: Callable[[], bool],
+        ledger_size: Callable[[], int],
+        event_type: Callable[[str], str | None],
+    ) -> None:
+        """Read broker state and ledger size when scraped; look event types up in the ledger."""
+        self.broker_connected.set_function(lambda: float(connected()))
+        self.ledger_events.set_function(lambda: float(ledger_size()))
+        self._event_type = event_type
+
+    def event(self, event_id: str | None, status: AckStatus) -> None:
+        """One message reached a final status; refused ones have no trusted type."""
+        type_ = None
+        if event_id is not None and status.value != "rejected":
+            type_ = self._event_type(event_id)
+        self.events.labels(type_ or "unknown", status.value).inc()
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A dispatched job finished: pulses, retries and receipt-to-write latency."""
+        printer_id = outcome.job.printer_id
+        if outcome.attempts > 1:
+            self.retries.labels(printer_id).inc(outcome.attempts - 1)
+        if outcome.sent_at is None:
+            return
+        self.pulses.labels(printer_id, "realtime" if outcome.realtime else "buffered").inc()
+        if outcome.latency_ms is not None:
+            self.latency.labels(printer_id).observe(outcome.latency_ms / 1000.0)
+
+    def probed(self, printer_id: str, *, up: bool, drawer_open: bool | None) -> None:
+        """A probe finished."""
+        self.printer_up.labels(printer_id).set(1.0 if up else 0.0)
+        self.drawer_open.labels(printer_id).set(-1.0 if drawer_open is None else float(drawer_open))
+
+    def render(self) -> bytes:
+        """Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,196 @@
+"""Raw TCP 9100 to one printer: connect, write, drain, close (the only socket code for pulses).
+
+Most LAN receipt printers accept a single 9100 session and answer a second one with a
+reset (PROTOCOLS §3), so every exchange is short and the connection is always closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from agent.core.errors import PrinterUnreachable
+from agent.core.status import asb_length
+
+ReadReply = Callable[[asyncio.StreamReader], Awaitable[bytes]]
+
+
+class DeliveryUncertain(PrinterUnreachable):
+    """Failed after the bytes were handed to the network: the pulse may have happened."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A completed write; `confirmed` when the printer answered the status request after it."""
+
+    written_at: float
+    confirmed: bool = False
+    reply: bytes = b""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """A real-time status request sent right after the kick, and how to read its reply."""
+
+    request: bytes
+    reply: int | ReadReply
+
+
+async def send(
+    host: str,
+    port: int,
+    payload: bytes,
+    *,
+    connect_timeout: float,
+    write_timeout: float,
+    confirm: Confirm | None = None,
+) -> Sent:
+    """Write `payload`, optionally followed by a status request whose reply confirms it; close.
+
+    Real-time status requests are answered on receipt (PROTOCOLS §2.1, §2.5), so a reply
+    proves the printer read everything before it, the kick included. Raises
+    PrinterUnreachable when the printer cannot have read the kick (safe to retry) and
+    DeliveryUncertain when it may have (never retried: a drawer must not open twice).
+    """
+    reader, writer = await _connect(host, port, connect_timeout)
+    try:
+        # A printer that accepts and resets at once (a busy single-session NIC) has
+        # usually closed by now: that is "not sent", so the caller may retry.
+        await asyncio.sleep(0)
+        if writer.transport.is_closing() or reader.at_eof():
+            raise PrinterUnreachable(host, port, "closed the connection before the write")
+        _no_delay(writer)
+        writer.write(payload + (confirm.request if confirm else b""))
+        written_at = time.time()
+        try:
+            async with asyncio.timeout(write_timeout):
+                await writer.drain()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            # A reset means the printer's socket closed with our bytes unread (a NIC that
+            # is busy with another session aborts this way, PROTOCOLS §3): nothing pulsed.
+            raise PrinterUnreachable(host, port, f"{_describe(exc)} before reading") from None
+        except (TimeoutError, OSError) as exc:
+            # The bytes may sit in the printer's buffer and still be read later.
+            raise DeliveryUncertain(
+                host, port, f"write did not complete: {_describe(exc)}"
+            ) from None
+        if confirm is None:
+            return Sent(written_at=written_at)
+        return await _confirmation(host, port, reader, confirm, written_at, write_timeout)
+    finally:
+        await _close(writer, write_timeout)
+
+
+async def _confirmation(
+    host: str,
+    port: int,
+    reader: asyncio.StreamReader,
+    confirm: Confirm,
+    written_at: float,
+    timeout: float,
+) -> Sent:
+    read = confirm.reply if callable(confirm.reply) else _exactly(confirm.reply)
+    try:
+        async with asyncio.timeout(timeout):
+            reply = await read(reader)
+    except ConnectionResetError:
+        # Reset with no answer: the kernel discards unread bytes on reset, so the printer's
+        # socket was closed with our kick unread (the accept-then-reset busy NIC, §3).
+        raise PrinterUnreachable(
+            host, port, "connection reset before the printer read the kick"
+        ) from None
+    except asyncio.IncompleteReadError:
+        # A clean close (FIN) comes only after the printer read what we sent.
+        return Sent(written_at, note="unconfirmed: the printer closed without a status reply")
+    except (TimeoutError, OSError):
+        return Sent(written_at, note="unconfirmed: no status reply after the kick")
+    return Sent(written_at, confirmed=True, reply=reply)
+
+
+async def exchange(
+    host: str,
+    port: int,
+    request: bytes,
+    reply: int | ReadReply,
+    *,
+    timeout: float,
+) -> bytes:
+    """Send a status request and read the reply (`reply` bytes, or as `reply` reads it).
+
+    For probes: the caller sends only requests that print nothing and never pulse.
+    """
+    read: ReadReply = reply if callable(reply) else _exactly(reply)
+    reader, writer = await _connect(host, port, timeout)
+    try:
+        _no_delay(writer)
+        writer.write(request)
+        async with asyncio.timeout(timeout):
+            await writer.drain()
+            return await read(reader)
+    except TimeoutError:
+        raise PrinterUnreachable(host, port, "no status reply") from None
+    except asyncio.IncompleteReadError as exc:
+        raise PrinterUnreachable(
+            host, port, f"short status reply ({len(exc.partial)} bytes)"
+        ) from None
+    except OSError as exc:
+        raise PrinterUnreachable(host, port, _describe(exc)) from None
+    finally:
+        await _close(writer, timeout)
+
+
+async def read_asb(reader: asyncio.StreamReader) -> bytes:
+    """Read one Star ASB: header 1 announces its length (PROTOCOLS §2.5)."""
+    header = await reader.readexactly(1)
+    return header + await reader.readexactly(max(0, asb_length(header[0]) - 1))
+
+
+async def _connect(
+    host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise PrinterUnreachable(host, port, "connect timed out") from None
+    except OSError as exc:
+        raise PrinterUnreachable(host, port, _describe(exc)) from None
+
+
+def _exactly(size: int) -> ReadReply:
+    async def read(reader: asyncio.StreamReader) -> bytes:
+        return await reader.readexactly(size)
+
+    return read
+
+
+async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        # The bytes are already with the kernel; a peer that resets on close changes nothing.
+        pass
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (printer busy or port closed)"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,326 @@
+"""The running agent: one TaskGroup owns every long-lived task; SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, closing
+from dataclasses import dataclass, field
+
+from agent import __version__
+from agent.core.acks import AckStatus
+from agent.core.addresses import AddressBook
+from agent.core.errors import BrokerError, LedgerError
+from agent.core.settings import Settings
+from agent.core.topics import Topics
+from agent.io import signing
+from agent.io.http_api import HttpServer
+from agent.io.ledger import SENDING, Ledger
+from agent.io.metrics import Metrics
+from agent.io.mqtt_link import LastWill, MqttLink
+from agent.service.dispatcher import Dispatcher, Job, Outcome
+from agent.service.intake import AckPublisher, Intake
+from agent.service.prober import Prober
+from discovery import PrinterRecord
+from discovery.io.store import DiscoveryStore
+from discovery.service import DiscoveryService
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+CHECKPOINT_EVERY_S = 1.0
+STOP_BUDGET_S = 4.5
+
+
+@dataclass
+class Agent:
+    """Everything the running agent holds; HTTP handlers read from here."""
+
+    settings: Settings
+    ledger: Ledger
+    link: MqttLink
+    dispatcher: Dispatcher
+    acks: AckPublisher
+    intake: Intake
+    topics: Topics
+    started_at: float = field(default_factory=time.time)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    prober: Prober | None = None
+    http_port: int = 0
+    addresses: AddressBook | None = None
+    discovery: DiscoveryService | None = None
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: connected to the broker with a writable ledger."""
+        # The ledger first: an unwritable ledger also drops the broker link on purpose
+        # (messages go back to the broker), and the ledger is the cause to report.
+        if not self.ledger.writable():
+            return False, f"ledger {self.ledger.path} is not writable"
+        if not self.link.connected.is_set():
+            return False, f"not connected to broker {self.link.broker}"
+        return True, "ok"
+
+
+def build_keyring(settings: Settings) -> signing.KeyRing | None:
+    """Key ring from settings, or None when no key is configured."""
+    sec = settings.security
+    if not sec.keys and not sec.public_keys:
+        return None
+    return signing.KeyRing.build(sec.keys, sec.public_keys)
+
+
+async def run(
+    settings: Settings,
+    *,
+    install_signals: bool = True,
+    started: Callable[[Agent], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `agent.stopping` is set); return the exit code."""
+    topics = Topics(settings.shop_id)
+    keyring = build_keyring(settings)
+    with Ledger.open(settings.state.path, background_checkpoints=True) as ledger:
+        link = MqttLink(
+            settings.mqtt,
+            will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
+        )
+        acks = AckPublisher(link, topics, ledger)
+        metrics = Metrics()
+
+        async def on_outcome(outcome: Outcome) -> None:
+            metrics.outcome(outcome)
+            await intake.on_outcome(outcome)
+
+        book = AddressBook(settings.printers)
+        dispatcher = Dispatcher(
+            settings.printers, ledger, settings.dispatch, on_outcome, resolve=book.address
+        )
+        intake = Intake(settings, ledger, dispatcher, acks, link, keyring)
+        # Health, metrics and the closed loop (issue 4).
+        prober = Prober(
+            settings.printers, settings.health, dispatcher, link, topics, metrics=metrics
+        )
+        dispatcher.kick_for = prober.kick_for
+        if settings.health.confirm_drawer:
+            # The ack then waits ~0.5 s for the sensor reading after the pulse.
+            dispatcher.read_drawer = prober.read_drawer
+        intake.on_final = metrics.event
+        metrics.bind(
+            connected=link.connected.is_set,
+            ledger_size=ledger.count,
+            event_type=lambda eid: row.type if (row := ledger.get(eid)) else None,
+        )
+        agent = Agent(
+            settings,
+            ledger,
+            link,
+            dispatcher,
+            acks,
+            intake,
+            topics,
+            metrics=metrics,
+            prober=prober,
+            addresses=book,
+        )
+        recover(agent)
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, agent.stopping.set)
+
+        async def on_connect() -> None:
+            await publish_status(agent, "online")
+            prober.reconnected()
+            await acks.resend_unacked(skip=dispatcher.sensing_ids)
+
+        async with HttpServer(agent) as http, contextlib.AsyncExitStack() as stack:
+            agent.http_port = http.port
+            if wants_discovery(settings):
+                agent.discovery = await stack.enter_async_context(
+                    DiscoveryService(
+                        settings.discovery.to_config(),
+                        store=stack.enter_context(closing(DiscoveryStore(ledger.path))),
+                        on_change=lambda new, _old: follow(agent, new),
+                        guard=lambda host, port: printer_guard(agent, host, port),
+                    )
+                )
+                for record in agent.discovery.snapshot():
+                    follow(agent, record)
+            log.info(
+                "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
+                __version__,
+                settings.shop_id,
+                len(settings.printers),
+                len(settings.terminals),
+                http.url,
+            )
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(link.run(topics.events, intake.handle, on_connect), name="mqtt"),
+                    tg.create_task(dispatcher.run(), name="dispatch"),
+                    tg.create_task(acks.run(), name="acks"),
+                    tg.create_task(prober.run(), name="health"),
+                    tg.create_task(
+                        prune_forever(ledger, settings.state.retention_days), name="prune"
+                    ),
+                    tg.create_task(checkpoint_forever(ledger), name="checkpoint"),
+                    tg.create_task(watch_loop_lag(), name="loop-lag"),
+                ]
+                if started is not None:
+                    started(agent)
+                await agent.stopping.wait()
+                await shutdown(agent)
+                for task in tasks:
+                    task.cancel()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("drawer-agent stopped")
+    return 0
+
+
+def wants_discovery(settings: Settings) -> bool:
+    """Discovery runs when configured, or when a printer is followed by identity."""
+    return settings.discovery.enabled or any(p.match for p in settings.printers.values())
+
+
+def follow(agent: Agent, record: PrinterRecord) -> None:
+    """A discovered printer changed: move matched printers there, log it, audit it."""
+    if agent.addresses is None:
+        return
+    for move in agent.addresses.observe(record):
+        log.warning("%s", move.describe(), extra={"printer_id": move.printer_id})
+        try:
+            agent.ledger.audit(
+                kind="address_change",
+                printer_id=move.printer_id,
+                detail=move.describe(),
+                at=time.time(),
+            )
+        except LedgerError as exc:
+            log.error("address change not audited: %s", exc)
+
+
+def printer_guard(agent: Agent, host: str, port: int) -> AbstractAsyncContextManager[object]:
+    """Discovery probes hold the printer's lock, so they never overlap a pulse."""
+    pid = agent.addresses.printer_at(host, port) if agent.addresses else None
+    if pid is None:
+        return contextlib.nullcontext()
+    return agent.dispatcher.lock_for(pid)
+
+
+async def shutdown(agent: Agent) -> None:
+    """Stop taking events, let in-flight pulses finish (bounded), say offline, within 5 s."""
+    deadline = time.monotonic() + STOP_BUDGET_S
+    agent.link.stop_taking()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(agent.settings.dispatch.grace_s):
+            await agent.dispatcher.drained()
+    if agent.dispatcher.pending():
+        # Claimed events still queued stay 'pending' in the ledger and resume on restart.
+        log.warning(
+            "stopping with %d pulses pending; they resume at the next start if "
+            "still within max_age_s",
+            agent.dispatcher.pending(),
+        )
+    left = max(0.1, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(left / 2):
+            await agent.acks.flush()
+            await publish_status(agent, "offline")
+
+
+async def publish_status(agent: Agent, state: str) -> None:
+    """Retained agent status; the last will carries "offline" when we vanish."""
+    body: dict[str, object] = {"state": state}
+    if state == "online":
+        body.update(
+            version=__version__,
+            started_at=agent.started_at,
+            broker=agent.link.broker,
+            printers=len(agent.settings.printers),
+        )
+    try:
+        await agent.link.publish(agent.topics.agent_status, json.dumps(body).encode(), retain=True)
+    except BrokerError as exc:
+        log.debug("status %s not published: %s", state, exc)
+
+
+def recover(agent: Agent) -> None:
+    """Finish what a previous run left: resume untried events, never resend a started one."""
+    now = time.time()
+    for row in agent.ledger.unfinished():
+        if row.state == SENDING:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.FAILED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail="interrupted: the agent stopped while writing to the "
+                "printer; the pulse may or may not have happened and is not resent",
+            )
+        elif row.printer_id not in agent.settings.printers:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.FAILED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail=f"printer {row.printer_id} is no longer configured",
+            )
+        elif row.deadline <= now:
+            agent.ledger.finish(
+                row.event_id,
+                status=AckStatus.EXPIRED.value,
+                attempts=row.attempts,
+                finished_at=now,
+                detail="deadline passed while the agent was stopped",
+            )
+        elif row.printer_id is not None and agent.dispatcher.has_room(row.printer_id):
+            agent.dispatcher.submit(
+                Job(
+                    event_id=row.event_id,
+                    printer_id=row.printer_id,
+                    terminal_id=row.terminal_id,
+                    received_at=row.received_at,
+                    deadline=row.deadline,
+                    source=row.source,
+                )
+            )
+            log.info(
+                "resuming event %s after restart", row.event_id, extra={"event_id": row.event_id}
+            )
+
+
+async def watch_loop_lag(period: float = 0.1, warn_after: float = 0.25) -> None:
+    """Warn when the event loop was blocked: every pulse deadline and timeout depends on it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period)
+        lag = loop.time() - before - period
+        if lag > warn_after:
+            log.warning("event loop blocked for %.0f ms", lag * 1000)
+
+
+async def checkpoint_forever(ledger: Ledger) -> None:
+    """WAL checkpoints in a thread every second, so their fsync never stalls the loop."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_EVERY_S)
+        try:
+            await asyncio.to_thread(ledger.checkpoint)
+        except LedgerError as exc:
+            log.warning("%s", exc)
+
+
+async def prune_forever(ledger: Ledger, retention_days: int) -> None:
+    """Delete audit rows past retention, now and every hour."""
+    while True:
+        removed = ledger.prune(time.time() - retention_days * 86400)
+        if removed:
+            log.info("pruned %d ledger rows older than %d days", removed, retention_days)
+        await asyncio.sleep(PRUNE_EVERY_S)

@@ -1,0 +1,320 @@
+"""From one received MQTT message to a ledger entry, a PUBACK, a job and an ack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import replace
+
+from agent.core.acks import Ack, AckStatus
+from agent.core.errors import BrokerError, LedgerError, Redeliver
+from agent.core.events import (
+    MAX_PAYLOAD_BYTES,
+    CashEvent,
+    InvalidEvent,
+    decode_json_object,
+    event_id_hint,
+    validate_event,
+)
+from agent.core.policy import Policy, Verdict, decide
+from agent.core.ratelimit import PulseRateLimiter
+from agent.core.settings import Settings
+from agent.core.topics import Topics
+from agent.io import signing
+from agent.io.ledger import Ledger
+from agent.io.mqtt_link import Incoming, MqttLink
+from agent.service.dispatcher import Dispatcher, Job, Outcome
+
+log = logging.getLogger(__name__)
+
+ACK_QUEUE_SIZE = 10_000
+
+_VERDICT_STATUS = {
+    Verdict.IGNORED: AckStatus.IGNORED,
+    Verdict.UNMAPPED: AckStatus.UNMAPPED,
+    Verdict.EXPIRED: AckStatus.EXPIRED,
+}
+
+
+class AckPublisher:
+    """Publishes acks in order through a bounded queue; the ledger remembers unsent ones."""
+
+    def __init__(self, link: MqttLink, topics: Topics, ledger: Ledger) -> None:
+        self.link = link
+        self.topics = topics
+        self.ledger = ledger
+        self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=ACK_QUEUE_SIZE)
+        self.queued_ids: set[str] = set()
+        self.published = 0
+
+    def put(self, ack: Ack) -> None:
+        """Queue an ack; when the queue is full the ledger still has it for the resend."""
+        try:
+            self.queue.put_nowait(ack)
+        except asyncio.QueueFull:
+            log.warning("ack queue full; ack for %s waits for the next reconnect", ack.event_id)
+            return
+        if ack.event_id is not None:
+            self.queued_ids.add(ack.event_id)
+
+    async def run(self) -> None:
+        """Publish queued acks forever; on broker loss, wait and resend from the ledger."""
+        while True:
+            ack = await self.queue.get()
+            await self._publish(ack)
+
+    async def flush(self) -> None:
+        """Publish what is queued now (used at shutdown, under a timeout)."""
+        while not self.queue.empty():
+            await self._publish(self.queue.get_nowait())
+
+    async def resend_unacked(self, skip: Collection[str] = ()) -> None:
+        """After a (re)connect: queue acks for final events whose ack never reached the broker.
+
+        Acks already queued, and events in `skip` (their ack is still coming), are not
+        queued twice: one message, one ack.
+        """
+        for row in self.ledger.unacked():
+            if row.event_id in self.queued_ids or row.event_id in skip:
+                continue
+            self.put(
+                Ack(
+                    event_id=row.event_id,
+                    status=AckStatus(row.status or "failed"),
+                    terminal_id=row.terminal_id,
+                    printer_id=row.printer_id,
+                    attempts=row.attempts,
+                    latency_ms=row.latency_ms,
+                    detail=row.detail,
+                    drawer_open=row.drawer_open,
+                )
+            )
+
+    async def _publish(self, ack: Ack) -> None:
+        if ack.event_id is not None:
+            self.queued_ids.discard(ack.event_id)
+        try:
+            await self.link.publish(self.topics.acks, ack.to_json())
+        except BrokerError as exc:
+            # Not lost: the ledger row stays acked=0 and resend_unacked() sends it later.
+            log.debug("ack for %s not published: %s", ack.event_id, exc)
+            return
+        self.published += 1
+        if (
+            ack.event_id is not None
+            and ack.status is not AckStatus.REJECTED
+            and ack.status is not AckStatus.DUPLICATE
+        ):
+            try:
+                self.ledger.mark_acked(ack.event_id)
+            except LedgerError as exc:
+                log.error("ack for %s sent but not recorded: %s", ack.event_id, exc)
+
+
+class Intake:
+    """Validates, decides, records and dispatches each message, strictly in arrival order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        dispatcher: Dispatcher,
+        acks: AckPublisher,
+        link: MqttLink,
+        keyring: signing.KeyRing | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.dispatcher = dispatcher
+        self.acks = acks
+        self.link = link
+        self.keyring = keyring
+        self.clock = clock
+        self.policy = Policy(
+            terminals=settings.terminals,
+            open_on=settings.policy.open_on,
+            sale_payment_methods=settings.policy.sale_payment_methods,
+            max_age_s=settings.security.max_age_s,
+            max_clock_skew_s=settings.security.max_clock_skew_s,
+        )
+        self.limiter = PulseRateLimiter(settings.security.max_pulses_per_minute)
+        self.statuses: dict[str, int] = {}
+        # Metrics hook (issue 4): called with (event_id, status) for every final status.
+        self.on_final: Callable[[str | None, AckStatus], None] | None = None
+
+    async def handle(self, msg: Incoming) -> None:
+        """Handle one message; the PUBACK goes out once the ledger has what it needs."""
+        now = self.clock()
+        try:
+            ack = self._process(msg, now)
+        except LedgerError as exc:
+            # No PUBACK and no pulse: the broker keeps the message and sends it again
+            # after the reconnect this triggers; /readyz reports the ledger meanwhile.
+            log.error("ledger error, message left with the broker: %s", exc)
+            raise Redeliver(str(exc)) from None
+        self.link.ack(msg)
+        if ack is not None:
+            self._count(ack.status, ack.event_id)
+            self.acks.put(ack)
+
+    async def on_outcome(self, outcome: Outcome) -> None:
+        """A job finished: publish its ack."""
+        job = outcome.job
+        self._count(outcome.status, job.event_id)
+        log.info(
+            "event %s %s",
+            job.event_id,
+            outcome.status.value,
+            extra={
+                "event_id": job.event_id,
+                "printer_id": job.printer_id,
+                "status": outcome.status.value,
+                "attempts": outcome.attempts,
+                "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 2),
+                "drawer_open": outcome.drawer_open,
+                "source": job.source,
+            },
+        )
+        if job.source == "mqtt":
+            self.acks.put(
+                Ack(
+                    event_id=job.event_id,
+                    status=outcome.status,
+                    terminal_id=job.terminal_id,
+                    printer_id=job.printer_id,
+                    attempts=outcome.attempts,
+                    latency_ms=outcome.latency_ms,
+                    detail=outcome.detail,
+                    drawer_open=outcome.drawer_open,
+                )
+            )
+
+    def _process(self, msg: Incoming, now: float) -> Ack | None:
+        if msg.retain:
+            return self._reject(
+                msg, now, "retained message: a retained command would fire again on every reconnect"
+            )
+        if msg.qos == 0:
+            return self._reject(msg, now, "QoS 0: events must be published with QoS 1")
+        try:
+            event = self._decode(msg.payload, now)
+        except InvalidEvent as exc:
+            return self._reject(msg, now, exc.reason, exc.event_id)
+        except signing.SignatureError as exc:
+            reason = f"signature: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
+            return self._reject(msg, now, reason, None)
+        decision = decide(event, self.policy, now)
+        base = Ack(
+            event_id=event.event_id,
+            status=AckStatus.REJECTED,
+            terminal_id=event.terminal_id,
+            printer_id=decision.printer_id,
+        )
+        if decision.verdict is Verdict.REJECTED:
+            return self._reject(msg, now, decision.reason, event.event_id, event)
+        if decision.verdict is Verdict.OPEN:
+            assert decision.printer_id is not None
+            if not self.dispatcher.has_room(decision.printer_id):
+                return self._reject(
+                    msg,
+                    now,
+                    f"queue_full: printer {decision.printer_id} has too many pending pulses",
+                    event.event_id,
+                    event,
+                )
+            existing = self.ledger.get(event.event_id)
+            if existing is not None:
+                return self._duplicate(existing.status, existing.state, base)
+            printer = self.settings.printers[decision.printer_id]
+            drawer_key = f"{printer.id}/{printer.drawer}"
+            if not self.limiter.allow(drawer_key, now):
+                return self._reject(
+                    msg,
+                    now,
+                    "rate_limited: more than "
+                    f"{self.limiter.per_minute} pulses a minute for drawer "
+                    f"{drawer_key}",
+                    event.event_id,
+                    event,
+                )
+        status = _VERDICT_STATUS.get(decision.verdict)
+        existing = self.ledger.claim(
+            event_id=event.event_id,
+            type_=event.type.value,
+            terminal_id=event.terminal_id,
+            printer_id=decision.printer_id,
+            occurred_at=event.occurred_at,
+            received_at=now,
+            deadline=decision.deadline,
+            status=status.value if status else None,
+            detail=decision.reason,
+        )
+        if existing is not None:
+            return self._duplicate(existing.status, existing.state, base)
+        if status is not None:
+            log.info(
+                "event %s %s: %s",
+                event.event_id,
+                status.value,
+                decision.reason,
+                extra={"event_id": event.event_id, "status": status.value},
+            )
+            return replace(base, status=status, detail=decision.reason)
+        assert decision.printer_id is not None
+        self.dispatcher.submit(
+            Job(
+                event_id=event.event_id,
+                printer_id=decision.printer_id,
+                terminal_id=event.terminal_id,
+                received_at=now,
+                deadline=decision.deadline,
+            )
+        )
+        return None
+
+    def _decode(self, payload: bytes, now: float) -> CashEvent:
+        # Checked here too: a signed payload reaches the JWS parser before the JSON decoder.
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidEvent(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+        if self.settings.security.require_signed:
+            assert self.keyring is not None
+            claims = signing.verify(payload, self.keyring, now=now)
+            return validate_event(claims)
+        if self.keyring and signing.looks_signed(payload):
+            # Signed although not required: still verify, never trust an unchecked token.
+            return validate_event(signing.verify(payload, self.keyring, now=now))
+        return validate_event(decode_json_object(payload))
+
+    def _reject(
+        self,
+        msg: Incoming,
+        now: float,
+        reason: str,
+        event_id: str | None = None,
+        event: CashEvent | None = None,
+    ) -> Ack:
+        if event_id is None and not self.settings.security.require_signed:
+            event_id = event_id_hint(msg.payload)
+        self.ledger.reject(event_id=event_id, reason=reason, size=len(msg.payload), received_at=now)
+        log.warning(
+            "message rejected: %s", reason, extra={"event_id": event_id, "status": "rejected"}
+        )
+        return Ack(
+            event_id=event_id,
+            status=AckStatus.REJECTED,
+            detail=reason,
+            terminal_id=event.terminal_id if event else None,
+        )
+
+    @staticmethod
+    def _duplicate(status: str | None, state: str, base: Ack) -> Ack:
+        first = status if state == "final" else "in progress"
+        return replace(base, status=AckStatus.DUPLICATE, detail=f"already handled: {first}")
+
+    def _count(self, status: AckStatus, event_id: str | None) -> None:
+        self.statuses[status.value] = self.statuses.get(status.value, 0) + 1
+        if self.on_final is not None:
+            self.on_final(event_id, status)

@@ -1,0 +1,226 @@
+"""Periodic printer probes, the post-pulse sensor read, retained status and left-open alerts.
+
+A probe is TCP connect + real-time status (ESC/POS `DLE EOT 1`-`4`, PROTOCOLS §2.1; Star
+`ESC ACK SOH`, §2.5): nothing that prints. It holds the printer's dispatch lock, so it never
+talks to a printer while a pulse is being written, and it never keeps the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from agent.core import health
+from agent.core.commands import CommandSet, status_requests
+from agent.core.errors import BrokerError, PrinterUnreachable
+from agent.core.health import DrawerWatch, Kick, PrinterHealth
+from agent.core.settings import HealthSettings, PrinterSettings
+from agent.core.status import PrinterStatus, StatusError, parse_dle_eot, parse_star_asb
+from agent.core.topics import Topics
+from agent.io import printer_link
+from agent.io.logs import QuietLog
+
+if TYPE_CHECKING:
+    from agent.io.metrics import Metrics
+    from agent.service.dispatcher import Address, Dispatcher
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 1.0
+# A drawer springs open within a few hundred ms of the pulse; read the sensor after that.
+SENSOR_DELAY_S = 0.4
+# The whole post-pulse read (lock wait, connect, reply) is bounded so the ack is not held.
+SENSOR_BUDGET_S = 0.6
+
+
+class Publisher(Protocol):
+    """What the prober needs from the MQTT link (MqttLink satisfies it)."""
+
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
+    ) -> None:
+        """Publish one message; raise BrokerError when not connected."""
+
+
+async def query_status(
+    command_set: CommandSet, host: str, port: int, *, timeout: float
+) -> PrinterStatus:
+    """One short connection: send the real-time status requests, read and decode the reply."""
+    request = b"".join(status_requests(command_set))
+    if command_set is CommandSet.ESCPOS:
+        # One byte per DLE EOT n, in request order (§2.1).
+        return parse_dle_eot(await printer_link.exchange(host, port, request, 4, timeout=timeout))
+    return parse_star_asb(
+        await printer_link.exchange(host, port, request, printer_link.read_asb, timeout=timeout)
+    )
+
+
+class Prober:
+    """Owns the health of every configured printer; `run()` is a task of the agent's TaskGroup."""
+
+    def __init__(
+        self,
+        printers: Mapping[str, PrinterSettings],
+        settings: HealthSettings,
+        dispatcher: Dispatcher,
+        link: Publisher,
+        topics: Topics,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.printers = printers
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.link = link
+        self.topics = topics
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+        self.timeout = min(PROBE_TIMEOUT_S, max(0.1, settings.interval_s * 0.8))
+        self.health = {pid: health.unknown(pid, p.host) for pid, p in printers.items()}
+        self.published: dict[str, PrinterHealth] = {}
+        self.alerts: list[health.Alert] = []
+        self.probes = 0
+        self._watch = {pid: DrawerWatch() for pid in printers}
+        self._quiet = {pid: QuietLog(log) for pid in printers}
+        self._republish = asyncio.Event()
+
+    async def run(self) -> None:
+        """Probe every printer every `interval_s`, staggered so probes do not come in bursts."""
+        n = max(1, len(self.printers))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._republisher(), name="health.republish")
+            for i, pid in enumerate(self.printers):
+                offset = self.settings.interval_s * i / n
+                tg.create_task(self._probe_forever(pid, offset), name=f"probe[{pid}]")
+
+    def reconnected(self) -> None:
+        """After a broker (re)connect: publish every printer's retained status again."""
+        self.published.clear()
+        self._republish.set()
+
+    def kick_for(self, printer: PrinterSettings) -> Kick:
+        """The pulse form for this printer given its last probe (real-time when offline)."""
+        return health.choose_kick(printer, self.health.get(printer.id))
+
+    async def read_drawer(self, printer_id: str, written_at: float) -> bool | None:
+        """Closed loop: the drawer sensor shortly after a pulse, or None when unknown."""
+        wait = written_at + SENSOR_DELAY_S - self.clock()
+        if wait > 0:
+            await self.sleep(wait)
+        try:
+            async with asyncio.timeout(SENSOR_BUDGET_S):
+                current = await self.probe(printer_id)
+        except TimeoutError:
+            return None
+        return current.drawer_open if current.reachable else None
+
+    async def probe(self, printer_id: str) -> PrinterHealth:
+        """Probe one printer now (under its lock), update its health, publish what changed."""
+        printer = self.printers[printer_id]
+        address: Address | None = self.dispatcher.resolve(printer_id)
+        previous = self.health[printer_id]
+        if address is None:
+            current = health.unreachable(
+                previous, host=None, reason="address unknown", now=self.clock()
+            )
+        else:
+            host, port = address
+            async with self.dispatcher.lock_for(printer_id):
+                started = time.perf_counter()
+                try:
+                    status = await query_status(
+                        printer.command_set, host, port, timeout=self.timeout
+                    )
+                except (PrinterUnreachable, StatusError) as exc:
+                    reason = exc.reason if isinstance(exc, PrinterUnreachable) else str(exc)
+                    current = health.unreachable(
+                        previous, host=host, reason=reason, now=self.clock()
+                    )
+                else:
+                    rtt = time.perf_counter() - started
+                    current = health.observe(
+                        previous,
+                        status,
+                        open_level=printer.drawer_open_level,
+                        host=host,
+                        now=self.clock(),
+                        rtt_ms=round(rtt * 1000, 3),
+                    )
+                    if self.metrics is not None:
+                        self.metrics.probe_seconds.observe(rtt)
+        await self._update(current)
+        return current
+
+    async def _probe_forever(self, printer_id: str, offset: float) -> None:
+        await self.sleep(offset)
+        while True:
+            started = time.monotonic()
+            await self.probe(printer_id)
+            await self.sleep(max(0.0, self.settings.interval_s - (time.monotonic() - started)))
+
+    async def _republisher(self) -> None:
+        while True:
+            await self._republish.wait()
+            self._republish.clear()
+            for pid, current in list(self.health.items()):
+                if current.checked_at is not None:
+                    await self._publish_status(current)
+                else:
+                    log.debug("printer %s not probed yet; status published after its probe", pid)
+
+    async def _update(self, current: PrinterHealth) -> None:
+        pid = current.printer_id
+        self.probes += 1
+        self.health[pid] = current
+        quiet = self._quiet[pid]
+        if current.reachable:
+            quiet.recovered("printer %s: status readable again", pid)
+        else:
+            quiet.warning("printer %s: status probe failed: %s", pid, current.last_error)
+        if self.metrics is not None:
+            self.metrics.probed(pid, up=current.reachable, drawer_open=current.drawer_open)
+        self._watch[pid], alert = health.watch_drawer(
+            self._watch[pid],
+            pid,
+            current.drawer_open,
+            now=self.clock(),
+            alert_after_s=self.settings.drawer_open_alert_s,
+        )
+        if alert is not None:
+            await self._publish_alert(alert)
+        if health.must_publish(self.published.get(pid), current):
+            await self._publish_status(current)
+
+    async def _publish_status(self, current: PrinterHealth) -> None:
+        pid = current.printer_id
+        try:
+            await self.link.publish(
+                self.topics.printer_status(pid), health.status_payload(current), retain=True
+            )
+        except BrokerError as exc:
+            # Republished after the next connect (reconnected()).
+            log.debug("status of printer %s not published: %s", pid, exc)
+            return
+        self.published[pid] = current
+
+    async def _publish_alert(self, alert: health.Alert) -> None:
+        self.alerts.append(alert)
+        del self.alerts[:-100]
+        if self.metrics is not None:
+            self.metrics.alerts.labels(alert.kind).inc()
+        log.warning(
+            "printer %s: drawer open since %.0f s ago",
+            alert.printer_id,
+            self.clock() - alert.since,
+            extra={"printer_id": alert.printer_id, "alert": alert.kind},
+        )
+        try:
+            await self.link.publish(self.topics.alerts, alert.to_json())
+        except BrokerError as exc:
+            log.debug("alert for printer %s not published: %s", alert.printer_id, exc)
