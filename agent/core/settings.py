@@ -1,16 +1,17 @@
 """The one typed, frozen settings object, validated from a raw mapping (pure).
 
-Reading the TOML file and the environment is settings_io's job; this module only checks
-values and names the offending key on the first problem it finds.
+Every key is declared once, as a field below (`setting(default, doc=..., bounds...)`); reading,
+environment coercion, redaction and the JSON Schema are derived from those fields by fieldspec.
+What is written by hand here are only the rules between keys (a model's defaults, URL parsing).
+Reading the TOML file and the environment is settings_io's job.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import PurePath
 from types import MappingProxyType
 from typing import TypeVar
@@ -20,392 +21,283 @@ from agent.core import catalogue
 from agent.core.commands import CommandSet, check_pulse
 from agent.core.errors import ConfigError
 from agent.core.events import EventType
+from agent.core.fieldspec import (
+    EnvValue,
+    Section,
+    json_schema,
+    read_keys,
+    redact,
+    setting,
+    table_paths,
+)
 from discovery.core.model import DiscoveryConfig
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+__all__ = ["EnvValue", "Settings", "settings_json_schema", "user_tables", "validate"]
+
 T = TypeVar("T")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAMES = {"type": "object", "propertyNames": {"pattern": _ID.pattern}}
 
 
-class EnvValue(str):
-    """A value that came from an environment variable, still text; coerced by type."""
-
-    __slots__ = ("var",)
-    var: str
-
-    def __new__(cls, text: str, var: str) -> EnvValue:
-        obj = super().__new__(cls, text)
-        obj.var = var
-        return obj
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MqttSettings:
     """Broker connection."""
 
-    url: str
-    host: str
-    port: int
-    tls: bool
-    client_id: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    keepalive_s: int = 30
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    allow_insecure: bool = False
-    protocol: int = 5
-    session_expiry_s: int = 7 * 24 * 3600
+    url: str = setting("mqtt://127.0.0.1:1883", doc="broker URL, mqtt:// or mqtts://")
+    client_id: str = setting(
+        doc="MQTT client id (default drawer-agent-<shop_id>)", derived=True, length=(1, 128)
+    )
+    username: str | None = setting(None, doc="broker user name")
+    password: str | None = setting(None, doc="broker password", secret=True, from_file=True)
+    keepalive_s: int = setting(30, doc="MQTT keepalive in seconds", lo=5, hi=3600)
+    ca_file: str | None = setting(None, doc="CA bundle that signs the broker's certificate")
+    cert_file: str | None = setting(None, doc="client certificate (mutual TLS)")
+    key_file: str | None = setting(None, doc="client certificate's private key")
+    allow_insecure: bool = setting(False, doc="allow plaintext mqtt:// to a non-loopback host")
+    protocol: int = setting(5, doc="MQTT protocol version", choices={"5": 5, "3.1.1": 4})
+    session_expiry_s: int = setting(
+        7 * 24 * 3600, doc="how long the broker keeps the session (MQTT 5)", lo=86400, hi=2**32 - 1
+    )
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SecuritySettings:
     """Who may open a drawer, how fresh an event must be, how often a drawer may open."""
 
-    require_signed: bool = False
-    max_age_s: float = 30.0
-    max_clock_skew_s: float = 5.0
-    max_pulses_per_minute: int = 20
-    keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
-    public_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    require_signed: bool = setting(False, doc="refuse events without a valid signature")
+    max_age_s: float = setting(30.0, doc="events older than this never open", lo=1.0, hi=3600.0)
+    max_clock_skew_s: float = setting(
+        5.0, doc="how far in the future an event may be", lo=0.0, hi=300.0
+    )
+    max_pulses_per_minute: int = setting(
+        20, doc="drawer openings per printer and minute, 0 = none", lo=0, hi=10_000
+    )
+    keys: Mapping[str, bytes] = setting(
+        doc="HS256 secrets by kid: a string or {file = path}",
+        factory=dict,
+        secret=True,
+        custom=True,
+        schema={
+            **_NAMES,
+            "additionalProperties": {
+                "oneOf": [
+                    {"type": "string", "minLength": 32},
+                    {
+                        "type": "object",
+                        "properties": {"file": {"type": "string"}},
+                        "required": ["file"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        },
+    )
+    public_keys: Mapping[str, bytes] = setting(
+        doc="PEM public key files (ES256, EdDSA) by kid",
+        factory=dict,
+        secret=True,
+        custom=True,
+        schema={**_NAMES, "additionalProperties": {"type": "string"}},
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MatchSettings:
     """Identity a printer is followed by when its address changes."""
 
-    mac: str | None = None
-    serial: str | None = None
-    mdns_name: str | None = None
+    mac: str | None = setting(None, doc="MAC address")
+    serial: str | None = setting(None, doc="serial number")
+    mdns_name: str | None = setting(None, doc="mDNS instance name")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrinterSettings:
     """One receipt printer with a drawer on its kick connector."""
 
     id: str
-    host: str | None
-    port: int
-    command_set: CommandSet
-    model: str | None
-    drawer: int
-    pulse_on_ms: int
-    pulse_off_ms: int
-    drawer_open_level: str = "low"
-    realtime_pulse: bool = False
-    match: MatchSettings | None = None
-    confirm: bool = True
+    host: str | None = setting(None, doc="printer address", length=(1, None))
+    port: int = setting(9100, doc="raw TCP port", lo=1, hi=65535)
+    model: str | None = setting(None, doc="catalogue model id (drawer-agent models)")
+    command_set: CommandSet = setting(
+        doc="command set (default: the model's)", derived=True, custom=True
+    )
+    drawer: int = setting(1, doc="kick connector pin pair", lo=1, hi=2)
+    pulse_on_ms: int = setting(100, doc="pulse on time (default: the model's)", lo=0, hi=10_000)
+    pulse_off_ms: int = setting(500, doc="pulse off time (default: the model's)", lo=0, hi=10_000)
+    drawer_open_level: str = setting(
+        "low", doc="drawer sensor level that means open", choices=("low", "high")
+    )
+    realtime_pulse: bool = setting(False, doc="use DLE DC4 (default: the model's; ESC/POS only)")
+    match: MatchSettings | None = setting(None, doc="follow the printer by identity", custom=True)
+    confirm: bool = setting(True, doc="read the drawer sensor after a kick")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PolicySettings:
     """Which events open a drawer."""
 
-    open_on: frozenset[EventType]
-    sale_payment_methods: frozenset[str] | None = None
+    open_on: frozenset[EventType] = setting(
+        doc="event types that open a drawer", factory=lambda: frozenset(EventType)
+    )
+    sale_payment_methods: frozenset[str] | None = setting(
+        None, doc="sales open only with one of these methods (default: any)"
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HttpSettings:
     """The local HTTP API."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = field(default=None, repr=False)
+    listen: str = setting("127.0.0.1:8080", doc="host:port of the local HTTP API")
+    token: str | None = setting(
+        None, doc="bearer token of the HTTP API", secret=True, from_file=True, length=(16, None)
+    )
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """The SQLite ledger."""
 
-    path: str = "drawer-agent.db"
-    retention_days: int = 90
+    path: str = setting("drawer-agent.db", doc="SQLite ledger file", length=(1, None))
+    retention_days: int = setting(90, doc="days finished events are kept", lo=1, hi=3650)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DispatchSettings:
     """Printer connections."""
 
-    connect_timeout_s: float = 1.0
-    write_timeout_s: float = 1.0
-    queue_size: int = 1000
-    grace_s: float = 3.0
+    connect_timeout_s: float = setting(1.0, doc="TCP connect timeout", lo=0.05, hi=30.0)
+    write_timeout_s: float = setting(1.0, doc="write timeout", lo=0.05, hi=30.0)
+    queue_size: int = setting(1000, doc="jobs queued per printer", lo=1, hi=1_000_000)
+    grace_s: float = setting(3.0, doc="time to finish sends at shutdown", lo=0.0, hi=4.5)
 
 
-@dataclass(frozen=True)
-class DiscoverySettings:
-    """Periodic printer discovery inside the agent."""
+@dataclass(frozen=True, kw_only=True)
+class DiscoverySettings(DiscoveryConfig):
+    """Periodic printer discovery inside the agent: discovery's own keys plus `enabled`."""
 
-    enabled: bool = False
-    subnets: tuple[str, ...] = ()
-    interfaces: tuple[str, ...] = ()
-    snmp_community: str = field(default="public", repr=False)
-    mdns: bool = True
-    probe: bool = True
-    identify: bool = False
-    interval_s: float = 300.0
-    snmp: bool = True
-    snmp_version: str = "2c"
-    timeout_s: float = 1.0
-    concurrency: int = 256
+    enabled: bool = setting(False, doc="run discovery (default: when subnets or interval_s set)")
 
     def to_config(self) -> DiscoveryConfig:
-        """The discovery package's own config (it validates itself)."""
-        return DiscoveryConfig(
-            subnets=self.subnets,
-            interfaces=self.interfaces,
-            mdns=self.mdns,
-            snmp=self.snmp and bool(self.subnets),
-            probe=self.probe and bool(self.subnets),
-            identify=self.identify,
-            snmp_community=self.snmp_community,
-            snmp_version=self.snmp_version,
-            timeout_s=self.timeout_s,
-            concurrency=self.concurrency,
-            interval_s=self.interval_s,
-        )
+        """The discovery package's own config; sweeps only with subnets."""
+        own = {f.name: getattr(self, f.name) for f in fields(DiscoveryConfig)}
+        own.update(snmp=self.snmp and bool(self.subnets), probe=self.probe and bool(self.subnets))
+        return DiscoveryConfig(**own)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HealthSettings:
     """Printer health probes."""
 
-    interval_s: float = 30.0
-    drawer_open_alert_s: float = 120.0
-    confirm_drawer: bool = True
+    interval_s: float = setting(30.0, doc="seconds between status probes", lo=0.2, hi=3600.0)
+    drawer_open_alert_s: float = setting(
+        120.0, doc="alert when a drawer stays open longer", lo=1.0, hi=86400.0
+    )
+    confirm_drawer: bool = setting(True, doc="probe the drawer sensor after each kick")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the agent needs, validated once at start."""
 
-    shop_id: str
-    mqtt: MqttSettings
-    security: SecuritySettings
-    printers: Mapping[str, PrinterSettings]
-    terminals: Mapping[str, str]
-    policy: PolicySettings
-    http: HttpSettings
-    state: StateSettings
-    dispatch: DispatchSettings
-    discovery: DiscoverySettings
-    health: HealthSettings
-    log_format: str = "text"
-    log_level: str = "INFO"
+    shop_id: str = setting(doc="shop identifier, part of every topic", pattern=_ID)
+    mqtt: MqttSettings = setting(doc="broker connection", custom=True)
+    security: SecuritySettings = setting(doc="signatures, freshness, rate", custom=True)
+    printers: Mapping[str, PrinterSettings] = setting(
+        doc="printers by id", factory=dict, custom=True, schema={**_NAMES}
+    )
+    terminals: Mapping[str, str] = setting(
+        doc="printer id by POS terminal id",
+        factory=dict,
+        custom=True,
+        schema={"type": "object", "additionalProperties": {"type": "string"}},
+    )
+    policy: PolicySettings = setting(doc="which events open a drawer", custom=True)
+    http: HttpSettings = setting(doc="local HTTP API", custom=True)
+    state: StateSettings = setting(doc="SQLite ledger", custom=True)
+    dispatch: DispatchSettings = setting(doc="printer connections", custom=True)
+    discovery: DiscoverySettings = setting(doc="printer discovery", custom=True)
+    health: HealthSettings = setting(doc="printer health probes", custom=True)
+    log_format: str = setting("text", doc="log line format", choices=("text", "json"))
+    log_level: str = setting(
+        "INFO", doc="lowest level logged", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
 
     def redacted(self) -> dict[str, object]:
         """Effective settings with every secret replaced, for logs and /api/config."""
-        return {
-            "shop_id": self.shop_id,
-            "mqtt": {
-                "url": self.mqtt.url,
-                "client_id": self.mqtt.client_id,
-                "username": self.mqtt.username,
-                "password": "***" if self.mqtt.password else None,
-                "keepalive_s": self.mqtt.keepalive_s,
-                "ca_file": self.mqtt.ca_file,
-                "cert_file": self.mqtt.cert_file,
-                "key_file": self.mqtt.key_file,
-                "allow_insecure": self.mqtt.allow_insecure,
-                "protocol": self.mqtt.protocol,
-            },
-            "security": {
-                "require_signed": self.security.require_signed,
-                "max_age_s": self.security.max_age_s,
-                "max_clock_skew_s": self.security.max_clock_skew_s,
-                "max_pulses_per_minute": self.security.max_pulses_per_minute,
-                "keys": sorted(self.security.keys),
-                "public_keys": sorted(self.security.public_keys),
-            },
-            "printers": {
-                pid: {
-                    "host": p.host,
-                    "port": p.port,
-                    "model": p.model,
-                    "command_set": str(p.command_set),
-                    "drawer": p.drawer,
-                    "pulse_on_ms": p.pulse_on_ms,
-                    "pulse_off_ms": p.pulse_off_ms,
-                    "drawer_open_level": p.drawer_open_level,
-                    "confirm": p.confirm,
-                    "match": None
-                    if p.match is None
-                    else {k: v for k, v in vars(p.match).items() if v is not None},
-                }
-                for pid, p in self.printers.items()
-            },
-            "terminals": dict(self.terminals),
-            "policy": {
-                "open_on": sorted(t.value for t in self.policy.open_on),
-                "sale_payment_methods": None
-                if self.policy.sale_payment_methods is None
-                else sorted(self.policy.sale_payment_methods),
-            },
-            "http": {
-                "listen": f"{self.http.host}:{self.http.port}",
-                "token": "***" if self.http.token else None,
-            },
-            "state": vars(self.state).copy(),
-            "dispatch": vars(self.dispatch).copy(),
-            "discovery": {**vars(self.discovery), "snmp_community": "***"},
-            "health": vars(self.health).copy(),
-            "log_format": self.log_format,
-            "log_level": self.log_level,
-        }
+        return redact(self)
 
 
-class _Section:
-    """Typed reads from one table; whatever was not read is an unknown key."""
+def settings_json_schema() -> dict[str, object]:
+    """JSON Schema of the config file, derived from the same fields as validation."""
+    schema = json_schema(Settings)
+    props = schema["properties"]
+    assert isinstance(props, dict)
+    props["printers"]["additionalProperties"] = json_schema(PrinterSettings)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "drawer-agent",
+        **schema,
+    }
 
-    def __init__(self, raw: object, path: str) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path or "<root>", "must be a table")
-        self.raw: Mapping[str, object] = raw
-        self.path = path
-        self.seen: set[str] = set()
 
-    def key(self, name: str) -> str:
-        value = self.raw.get(name)
-        where = f"{self.path}.{name}" if self.path else name
-        if isinstance(value, EnvValue):
-            return f"{where} (from {value.var})"
-        return where
-
-    def get(self, name: str) -> object:
-        self.seen.add(name)
-        return self.raw.get(name)
-
-    def has(self, name: str) -> bool:
-        return name in self.raw
-
-    def text(
-        self,
-        name: str,
-        default: str | None = None,
-        *,
-        required: bool = False,
-        pattern: re.Pattern[str] | None = None,
-        choices: tuple[str, ...] = (),
-    ) -> str | None:
-        value = self.get(name)
-        if value is None:
-            if required:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        if not isinstance(value, str):
-            raise ConfigError(self.key(name), f"must be a string, not {_tname(value)}")
-        if pattern is not None and not pattern.match(value):
-            raise ConfigError(self.key(name), f"{value!r} must match {pattern.pattern}")
-        if choices and value not in choices:
-            raise ConfigError(self.key(name), f"{value!r} must be one of {', '.join(choices)}")
-        return str(value)
-
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
-        value = self.get(name)
-        if value is None:
-            return default
-        if isinstance(value, EnvValue):
-            try:
-                value = int(value)
-            except ValueError:
-                raise ConfigError(self.key(name), f"{value!r} is not an integer") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.key(name), f"must be an integer, not {_tname(value)}")
-        if not lo <= value <= hi:
-            raise ConfigError(self.key(name), f"{value} is outside {lo}..{hi}")
-        return value
-
-    def number(self, name: str, default: float, lo: float, hi: float) -> float:
-        value = self.get(name)
-        if value is None:
-            return default
-        if isinstance(value, EnvValue):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(self.key(name), f"{value!r} is not a number") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(self.key(name), f"must be a number, not {_tname(value)}")
-        if not lo <= value <= hi:
-            raise ConfigError(self.key(name), f"{value} is outside {lo:g}..{hi:g}")
-        return float(value)
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        if isinstance(value, EnvValue):
-            lowered = value.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ConfigError(self.key(name), f"{value!r} is not true or false")
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), f"must be true or false, not {_tname(value)}")
-        return value
-
-    def texts(self, name: str, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        value = self.get(name)
-        if value is None:
-            return default
-        if isinstance(value, EnvValue):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(self.key(name), "must be a list of strings")
-        return tuple(value)
-
-    def table(self, name: str) -> _Section:
-        self.seen.add(name)
-        where = f"{self.path}.{name}" if self.path else name
-        return _Section(self.raw.get(name, {}), where)
-
-    def done(self) -> None:
-        for name in self.raw:
-            if name not in self.seen:
-                raise ConfigError(self.key(name), "unknown key")
+def user_tables() -> frozenset[tuple[str, ...]]:
+    """Paths of tables whose keys are names chosen by the user (printer ids, terminals, kids)."""
+    return frozenset(table_paths(Settings))
 
 
 def validate(raw: Mapping[str, object], read_file: Callable[[str], bytes]) -> Settings:
     """Validate a raw config mapping; `read_file` reads secret and key files."""
-    root = _Section(raw, "")
-    shop_id = root.text("shop_id", required=True, pattern=_ID)
-    assert shop_id is not None
-    log_format = root.text("log_format", "text", choices=("text", "json")) or "text"
-    log_level = (
-        root.text("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO"
-    )
-    mqtt = _mqtt(root.table("mqtt"), shop_id, read_file)
-    security = _security(root.table("security"), read_file)
-    printers = _printers(root.table("printers"))
-    terminals = _terminals(root.table("terminals"), printers)
-    policy = _policy(root.table("policy"))
-    http = _http(root.table("http"), read_file)
-    state = _state(root.table("state"))
-    dispatch = _dispatch(root.table("dispatch"))
-    discovery = _discovery(root.table("discovery"))
-    health = _health(root.table("health"))
-    root.done()
-    return Settings(
-        shop_id=shop_id,
-        mqtt=mqtt,
-        security=security,
-        printers=MappingProxyType(printers),
-        terminals=MappingProxyType(terminals),
-        policy=policy,
-        http=http,
-        state=state,
-        dispatch=dispatch,
-        discovery=discovery,
-        health=health,
-        log_format=log_format,
-        log_level=log_level,
-    )
+    with Section(raw, "", read_file).closing() as root:
+        top = read_keys(root, Settings)
+        shop_id = top["shop_id"]
+        assert isinstance(shop_id, str)
+        printers = _printers(root.table("printers"))
+        return Settings(
+            **top,
+            mqtt=_mqtt(root.table("mqtt"), shop_id),
+            security=_security(root.table("security")),
+            printers=MappingProxyType(printers),
+            terminals=MappingProxyType(_terminals(root.table("terminals"), printers)),
+            policy=_simple(root.table("policy"), PolicySettings),
+            http=_http(root.table("http")),
+            state=_simple(root.table("state"), StateSettings),
+            dispatch=_simple(root.table("dispatch"), DispatchSettings),
+            discovery=_discovery(root.table("discovery")),
+            health=_simple(root.table("health"), HealthSettings),
+        )
 
 
-def _mqtt(sec: _Section, shop_id: str, read_file: Callable[[str], bytes]) -> MqttSettings:
-    with _closing(sec):
-        url = sec.text("url", "mqtt://127.0.0.1:1883") or ""
+def _simple(sec: Section, cls: type[T]) -> T:
+    with sec.closing():
+        return cls(**read_keys(sec, cls))
+
+
+def _mqtt(sec: Section, shop_id: str) -> MqttSettings:
+    with sec.closing():
+        values = read_keys(sec, MqttSettings, {"client_id": f"drawer-agent-{shop_id}"})
+        settings = MqttSettings(**values)
+        url = settings.url
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
             raise ConfigError(sec.key("url"), f"scheme must be mqtt:// or mqtts://, not {url!r}")
@@ -416,59 +308,35 @@ def _mqtt(sec: _Section, shop_id: str, read_file: Callable[[str], bytes]) -> Mqt
             )
         if not parts.hostname:
             raise ConfigError(sec.key("url"), f"{url!r} has no host")
-        tls = parts.scheme == "mqtts"
         try:
-            port = parts.port or (8883 if tls else 1883)
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
         except ValueError:
             raise ConfigError(sec.key("url"), f"{url!r} has an invalid port") from None
-        client_id = sec.text("client_id", f"drawer-agent-{shop_id}") or ""
-        if not 1 <= len(client_id) <= 128:
-            raise ConfigError(sec.key("client_id"), "must be 1..128 characters")
-        username = sec.text("username")
-        password = _secret(sec, "password", read_file)
-        allow_insecure = sec.flag("allow_insecure", False)
-        if not tls and not allow_insecure and not _is_loopback(parts.hostname):
+        if not settings.tls and not settings.allow_insecure and not _is_loopback(parts.hostname):
             raise ConfigError(
                 sec.key("url"),
                 f"plaintext MQTT to {parts.hostname} would send events and credentials in "
                 "the clear; use mqtts:// or set mqtt.allow_insecure = true",
             )
-        return MqttSettings(
-            url=url,
-            host=parts.hostname,
-            port=port,
-            tls=tls,
-            client_id=client_id,
-            username=username,
-            password=password,
-            keepalive_s=sec.integer("keepalive_s", 30, 5, 3600),
-            ca_file=_existing_path(sec, "ca_file"),
-            cert_file=_existing_path(sec, "cert_file"),
-            key_file=_existing_path(sec, "key_file"),
-            allow_insecure=allow_insecure,
-            protocol=_protocol(sec),
-            session_expiry_s=sec.integer("session_expiry_s", 7 * 24 * 3600, 86400, 2**32 - 1),
-        )
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(settings, name)
+            if path is not None and not PurePath(path).name:
+                raise ConfigError(sec.key(name), f"{path!r} is not a file path")
+        return settings
 
 
-def _protocol(sec: _Section) -> int:
-    value = sec.text("protocol", "5", choices=("5", "3.1.1"))
-    return 5 if value == "5" else 4
-
-
-def _security(sec: _Section, read_file: Callable[[str], bytes]) -> SecuritySettings:
-    with _closing(sec):
-        keys: dict[str, bytes] = {}
+def _security(sec: Section) -> SecuritySettings:
+    with sec.closing():
+        values = read_keys(sec, SecuritySettings)
         keys_sec = sec.table("keys")
-        for kid in list(keys_sec.raw):
-            keys[kid] = _key_material(keys_sec, kid, read_file)
+        keys = {kid: _key_material(keys_sec, kid) for kid in list(keys_sec.raw)}
         keys_sec.seen.update(keys_sec.raw)
-        public: dict[str, bytes] = {}
         pub_sec = sec.table("public_keys")
+        public: dict[str, bytes] = {}
         for kid in list(pub_sec.raw):
             path = pub_sec.text(kid, required=True)
             assert path is not None
-            public[kid] = _read(pub_sec, kid, path, read_file)
+            public[kid] = pub_sec.file(kid, path)
         for kid, secret in keys.items():
             if len(secret) < 32:
                 raise ConfigError(
@@ -476,34 +344,29 @@ def _security(sec: _Section, read_file: Callable[[str], bytes]) -> SecuritySetti
                 )
             if kid in public:
                 raise ConfigError(pub_sec.key(kid), "kid is also in security.keys")
-        require_signed = sec.flag("require_signed", False)
-        if require_signed and not keys and not public:
+        if values["require_signed"] and not keys and not public:
             raise ConfigError(
                 sec.key("require_signed"),
                 "is true but no security.keys or security.public_keys are set",
             )
         return SecuritySettings(
-            require_signed=require_signed,
-            max_age_s=sec.number("max_age_s", 30.0, 1.0, 3600.0),
-            max_clock_skew_s=sec.number("max_clock_skew_s", 5.0, 0.0, 300.0),
-            max_pulses_per_minute=sec.integer("max_pulses_per_minute", 20, 0, 10_000),
+            **values,
             keys=MappingProxyType(keys),
             public_keys=MappingProxyType(public),
         )
 
 
-def _key_material(sec: _Section, kid: str, read_file: Callable[[str], bytes]) -> bytes:
+def _key_material(sec: Section, kid: str) -> bytes:
     value = sec.raw[kid]
     if isinstance(value, str):
         return value.encode()
-    inner = _Section(value, f"{sec.path}.{kid}")
-    path = inner.text("file", required=True)
-    inner.done()
-    assert path is not None
-    return _read(inner, "file", path, read_file).strip()
+    with Section(value, f"{sec.path}.{kid}", sec.read_file).closing() as inner:
+        path = inner.text("file", required=True)
+        assert path is not None
+        return inner.file("file", path).strip()
 
 
-def _printers(sec: _Section) -> dict[str, PrinterSettings]:
+def _printers(sec: Section) -> dict[str, PrinterSettings]:
     printers: dict[str, PrinterSettings] = {}
     for pid in list(sec.raw):
         if not _ID.match(pid):
@@ -512,20 +375,22 @@ def _printers(sec: _Section) -> dict[str, PrinterSettings]:
     return printers
 
 
-def _printer(sec: _Section, pid: str) -> PrinterSettings:
-    with _closing(sec):
-        host = sec.text("host")
-        if host is not None and not host:
-            raise ConfigError(sec.key("host"), "must not be empty")
-        port = sec.integer("port", 9100, 1, 65535)
+def _printer(sec: Section, pid: str) -> PrinterSettings:
+    with sec.closing():
         model_id = sec.text("model")
-        model = None
-        if model_id is not None:
-            model = catalogue.get(model_id)
-            if model is None:
-                raise ConfigError(
-                    sec.key("model"), f"{model_id!r} is not in the catalogue (drawer-agent models)"
-                )
+        model = None if model_id is None else catalogue.get(model_id)
+        if model_id is not None and model is None:
+            raise ConfigError(
+                sec.key("model"), f"{model_id!r} is not in the catalogue (drawer-agent models)"
+            )
+        defaults: dict[str, object] = {}
+        if model is not None:
+            defaults.update(
+                pulse_on_ms=model.pulse_on_ms,
+                pulse_off_ms=model.pulse_off_ms,
+                realtime_pulse=model.realtime_pulse,
+            )
+        values = read_keys(sec, PrinterSettings, defaults)
         raw_cs = sec.text("command_set", choices=tuple(c.value for c in CommandSet))
         if raw_cs is None and model is None:
             raise ConfigError(f"printers.{pid}", "needs model or command_set")
@@ -540,45 +405,29 @@ def _printer(sec: _Section, pid: str) -> PrinterSettings:
             raise ConfigError(
                 sec.key("command_set"), f"{model.id} speaks {model.command_set}, not {raw_cs}"
             )
-        drawer = sec.integer("drawer", 1, 1, 2)
-        if model is not None and drawer > model.drawers:
+        if model is not None and values["drawer"] > model.drawers:
             raise ConfigError(sec.key("drawer"), f"{model.name} has only drawer 1")
-        on_ms = sec.integer("pulse_on_ms", model.pulse_on_ms if model else 100, 0, 10_000)
-        off_ms = sec.integer("pulse_off_ms", model.pulse_off_ms if model else 500, 0, 10_000)
-        problem = check_pulse(command_set, on_ms, off_ms)
+        problem = check_pulse(command_set, values["pulse_on_ms"], values["pulse_off_ms"])
         if problem:
             raise ConfigError(f"printers.{pid}.pulse_on_ms", problem)
-        level = sec.text("drawer_open_level", "low", choices=("low", "high")) or "low"
         match = None
         if sec.has("match"):
-            m = sec.table("match")
-            with _closing(m):
-                match = MatchSettings(
-                    mac=m.text("mac"), serial=m.text("serial"), mdns_name=m.text("mdns_name")
-                )
+            with sec.table("match").closing() as m:
+                match = MatchSettings(**read_keys(m, MatchSettings))
             if match == MatchSettings():
                 raise ConfigError(m.path, "needs mac, serial or mdns_name")
-        if host is None and match is None:
+        if values["host"] is None and match is None:
             raise ConfigError(f"printers.{pid}", "needs host or match")
-        realtime = sec.flag("realtime_pulse", model.realtime_pulse if model else False)
-        confirm = sec.flag("confirm", True)
+        values["realtime_pulse"] = values["realtime_pulse"] and command_set is CommandSet.ESCPOS
         return PrinterSettings(
             id=pid,
-            host=host,
-            port=port,
             command_set=command_set,
-            model=model.id if model else None,
-            drawer=drawer,
-            pulse_on_ms=on_ms,
-            pulse_off_ms=off_ms,
-            drawer_open_level=level,
-            realtime_pulse=realtime and command_set is CommandSet.ESCPOS,
             match=match,
-            confirm=confirm,
+            **values,
         )
 
 
-def _terminals(sec: _Section, printers: Mapping[str, PrinterSettings]) -> dict[str, str]:
+def _terminals(sec: Section, printers: Mapping[str, PrinterSettings]) -> dict[str, str]:
     out: dict[str, str] = {}
     for tid in list(sec.raw):
         pid = sec.text(tid, required=True)
@@ -589,130 +438,37 @@ def _terminals(sec: _Section, printers: Mapping[str, PrinterSettings]) -> dict[s
     return out
 
 
-def _policy(sec: _Section) -> PolicySettings:
-    with _closing(sec):
-        names = sec.texts("open_on", tuple(t.value for t in EventType)) or ()
-        for name in names:
-            if name not in EventType.__members__.values():
-                allowed = ", ".join(t.value for t in EventType)
-                raise ConfigError(sec.key("open_on"), f"{name!r} is not one of {allowed}")
-        methods = sec.texts("sale_payment_methods", None)
-        return PolicySettings(
-            open_on=frozenset(EventType(n) for n in names),
-            sale_payment_methods=None if methods is None else frozenset(methods),
-        )
-
-
-def _http(sec: _Section, read_file: Callable[[str], bytes]) -> HttpSettings:
-    with _closing(sec):
-        listen = sec.text("listen", "127.0.0.1:8080") or ""
-        host, sep, port_text = listen.rpartition(":")
+def _http(sec: Section) -> HttpSettings:
+    with sec.closing():
+        settings = HttpSettings(**read_keys(sec, HttpSettings))
+        host, sep, port_text = settings.listen.rpartition(":")
         host = host.strip("[]")
         if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-            raise ConfigError(sec.key("listen"), f"{listen!r} must be host:port")
-        token = _secret(sec, "token", read_file)
-        if token is not None and len(token) < 16:
-            raise ConfigError(sec.key("token"), "must be at least 16 characters")
-        return HttpSettings(host=host, port=int(port_text), token=token)
+            raise ConfigError(sec.key("listen"), f"{settings.listen!r} must be host:port")
+        return settings
 
 
-def _state(sec: _Section) -> StateSettings:
-    with _closing(sec):
-        path = sec.text("path", "drawer-agent.db") or ""
-        if not path:
-            raise ConfigError(sec.key("path"), "must not be empty")
-        return StateSettings(path=path, retention_days=sec.integer("retention_days", 90, 1, 3650))
-
-
-def _dispatch(sec: _Section) -> DispatchSettings:
-    with _closing(sec):
-        return DispatchSettings(
-            connect_timeout_s=sec.number("connect_timeout_s", 1.0, 0.05, 30.0),
-            write_timeout_s=sec.number("write_timeout_s", 1.0, 0.05, 30.0),
-            queue_size=sec.integer("queue_size", 1000, 1, 1_000_000),
-            grace_s=sec.number("grace_s", 3.0, 0.0, 4.5),
-        )
-
-
-def _discovery(sec: _Section) -> DiscoverySettings:
-    with _closing(sec):
+def _discovery(sec: Section) -> DiscoverySettings:
+    with sec.closing():
         subnets = sec.texts("subnets", ()) or ()
         for cidr in subnets:
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ConfigError(sec.key("subnets"), f"{cidr!r} is not a CIDR") from None
-        interfaces = sec.texts("interfaces", ()) or ()
-        for addr in interfaces:
+        for addr in sec.texts("interfaces", ()) or ():
             try:
                 ipaddress.ip_address(addr)
             except ValueError:
                 raise ConfigError(
                     sec.key("interfaces"), f"{addr!r} is not an interface address"
                 ) from None
-        settings = DiscoverySettings(
-            enabled=sec.flag("enabled", bool(subnets) or sec.has("interval_s")),
-            subnets=subnets,
-            interfaces=interfaces,
-            snmp_community=sec.text("snmp_community", "public") or "public",
-            mdns=sec.flag("mdns", True),
-            probe=sec.flag("probe", True),
-            identify=sec.flag("identify", False),
-            # 0 turns periodic sweeps off (mDNS keeps watching).
-            interval_s=sec.number("interval_s", 300.0, 0.0, 86400.0),
-            snmp=sec.flag("snmp", True),
-            snmp_version=sec.text("snmp_version", "2c", choices=("1", "2c")) or "2c",
-            timeout_s=sec.number("timeout_s", 1.0, 0.05, 30.0),
-            concurrency=sec.integer("concurrency", 256, 1, 1024),
-        )
+        enabled = bool(subnets) or sec.has("interval_s")
+        values = read_keys(sec, DiscoverySettings, {"enabled": enabled})
         try:
-            settings.to_config()
+            return DiscoverySettings(**values)
         except ValueError as exc:
             raise ConfigError(sec.path, str(exc)) from None
-        return settings
-
-
-def _health(sec: _Section) -> HealthSettings:
-    with _closing(sec):
-        return HealthSettings(
-            interval_s=sec.number("interval_s", 30.0, 0.2, 3600.0),
-            drawer_open_alert_s=sec.number("drawer_open_alert_s", 120.0, 1.0, 86400.0),
-            confirm_drawer=sec.flag("confirm_drawer", True),
-        )
-
-
-@contextmanager
-def _closing(sec: _Section) -> Iterator[None]:
-    yield
-    sec.done()
-
-
-def _secret(sec: _Section, name: str, read_file: Callable[[str], bytes]) -> str | None:
-    inline = sec.text(name)
-    path = sec.text(f"{name}_file")
-    if inline is not None and path is not None:
-        raise ConfigError(sec.key(f"{name}_file"), f"set {name} or {name}_file, not both")
-    if path is None:
-        return inline
-    data = _read(sec, f"{name}_file", path, read_file)
-    try:
-        return data.decode().strip()
-    except UnicodeDecodeError:
-        raise ConfigError(sec.key(f"{name}_file"), f"{path} is not UTF-8 text") from None
-
-
-def _existing_path(sec: _Section, name: str) -> str | None:
-    path = sec.text(name)
-    if path is not None and not PurePath(path).name:
-        raise ConfigError(sec.key(name), f"{path!r} is not a file path")
-    return path
-
-
-def _read(sec: _Section, name: str, path: str, read_file: Callable[[str], bytes]) -> bytes:
-    try:
-        return read_file(path)
-    except OSError as exc:
-        raise ConfigError(sec.key(name), f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -722,14 +478,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _tname(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)

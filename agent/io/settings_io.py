@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agent.core.errors import ConfigError
-from agent.core.settings import EnvValue, Settings, validate
+from agent.core.fieldspec import EnvValue
+from agent.core.settings import Settings, user_tables, validate
 
 ENV_PREFIX = "DRAWER_AGENT_"
 # Not settings: the path of the file itself.
 ENV_RESERVED = frozenset({"DRAWER_AGENT_CONFIG"})
 # Tables whose keys are names chosen by the user (printer ids, terminals, kids).
-_DYNAMIC = {("printers",), ("terminals",), ("security", "keys"), ("security", "public_keys")}
+_DYNAMIC = user_tables()
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 SOURCES = frozenset({"mdns", "snmp", "probe"})
 COMMAND_SETS = frozenset({"escpos", "star-line", "star-prnt", "star-graphic"})
@@ -71,25 +73,41 @@ class PrinterRecord:
         }
 
 
+def _key(default: object, doc: str, **bounds: object) -> Any:
+    """A field that is also a settings key of the agent (metadata as in agent/core/fieldspec)."""
+    return field(default=default, metadata={"doc": doc, **bounds})
+
+
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    """Discovery settings; sweeps touch only `subnets`, never a default range."""
+    """Discovery settings; sweeps touch only `subnets`, never a default range.
 
-    subnets: tuple[str, ...] = ()
-    interfaces: tuple[str, ...] = ()
-    mdns: bool = True
-    snmp: bool = True
-    probe: bool = True
-    identify: bool = False
-    snmp_community: str = "public"
-    snmp_port: int = 161
-    snmp_version: str = "2c"
-    probe_port: int = DEFAULT_PORT
-    timeout_s: float = 1.0
-    concurrency: int = 256
-    interval_s: float = 300.0
+    The one definition of discovery's keys and bounds: the agent's `[discovery]` table is read
+    from these fields, and the constructor checks the same bounds for the discovery CLI.
+    """
+
+    subnets: tuple[str, ...] = _key((), "IPv4 CIDRs swept by SNMP and 9100 probes")
+    interfaces: tuple[str, ...] = _key((), "IPv4 addresses of the interfaces mDNS listens on")
+    mdns: bool = _key(True, "watch mDNS/DNS-SD for printers")
+    snmp: bool = _key(True, "ask each swept address over SNMP")
+    probe: bool = _key(True, "try a TCP connection to port 9100 of each swept address")
+    identify: bool = _key(False, "send a status request to identify the command set")
+    snmp_community: str = field(
+        default="public",
+        repr=False,
+        metadata={"doc": "SNMP community (read-only)", "secret": True},
+    )
+    snmp_port: int = field(default=161, metadata={"lo": 1, "hi": 65535})
+    snmp_version: str = _key("2c", "SNMP version", choices=("1", "2c"))
+    probe_port: int = field(default=DEFAULT_PORT, metadata={"lo": 1, "hi": 65535})
+    timeout_s: float = _key(1.0, "timeout of one SNMP request or probe", lo=0.05, hi=30.0)
+    concurrency: int = _key(256, "addresses swept at once", lo=1, hi=1024)
+    # 0 turns periodic sweeps off (mDNS keeps watching); a shorter period than 1 s is a typo.
+    interval_s: float = _key(300.0, "seconds between sweeps, 0 = sweep once", lo=0.0, hi=86400.0)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_bounds(f.name, getattr(self, f.name), f.metadata)
         total = 0
         for cidr in self.subnets:
             try:
@@ -104,16 +122,13 @@ class DiscoveryConfig:
                 ipaddress.IPv4Address(addr)
             except ValueError as exc:
                 raise ValueError(f"discovery.interfaces: {addr!r} is not an IPv4 address") from exc
-        if self.snmp_version not in ("1", "2c"):
-            raise ValueError(
-                f"discovery.snmp_version must be '1' or '2c', not {self.snmp_version!r}"
-            )
-        if not 0 < self.timeout_s <= 30:
-            raise ValueError(f"discovery.timeout_s must be in (0, 30], not {self.timeout_s}")
-        if not 1 <= self.concurrency <= 4096:
-            raise ValueError(f"discovery.concurrency must be in [1, 4096], not {self.concurrency}")
-        if self.interval_s < 1 and self.interval_s != 0:
+        if 0 < self.interval_s < 1:
             raise ValueError(f"discovery.interval_s must be 0 (off) or >= 1, not {self.interval_s}")
-        for key, port in (("snmp_port", self.snmp_port), ("probe_port", self.probe_port)):
-            if not 0 < port < 65536:
-                raise ValueError(f"discovery.{key} must be a TCP/UDP port, not {port}")
+
+
+def _check_bounds(name: str, value: object, meta: Mapping[str, Any]) -> None:
+    if "lo" in meta and isinstance(value, int | float) and not meta["lo"] <= value <= meta["hi"]:
+        raise ValueError(f"discovery.{name} must be in [{meta['lo']}, {meta['hi']}], not {value}")
+    if "choices" in meta and value not in meta["choices"]:
+        choices = " or ".join(repr(c) for c in meta["choices"])
+        raise ValueError(f"discovery.{name} must be {choices}, not {value!r}")

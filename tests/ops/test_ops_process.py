@@ -61,14 +61,7 @@ T1 = "p1"
 
 async def test_kill_9_leaves_offline_will_and_logs_hold_no_secret(tmp_path, mosquitto):
     topics = Topics("proc")
-    watcher = MqttSettings(
-        url=mosquitto.url,
-        host="127.0.0.1",
-        port=mosquitto.port,
-        tls=False,
-        client_id="w",
-        protocol=5,
-    )
+    watcher = MqttSettings(url=mosquitto.url, client_id="w", protocol=5)
     http_port = free_port()
     async with VirtualPrinterServer() as vp:
         config = write_config(tmp_path, mosquitto.port, vp.port, http_port)

@@ -7,7 +7,7 @@ import pytest
 from agent.core.commands import CommandSet
 from agent.core.errors import ConfigError
 from agent.core.events import EventType
-from agent.core.settings import validate
+from agent.core.settings import settings_json_schema, user_tables, validate
 from agent.io.settings_io import load_settings
 
 BASE = {
@@ -263,3 +263,105 @@ def test_discovery_keys_reach_the_discovery_config():
     with pytest.raises(ConfigError) as info:
         check(with_(discovery__subnets=["127.0.0.0/8"]))  # more than a sweep may touch
     assert info.value.key == "discovery"
+
+
+# --- one field table: redaction, schema and bounds are derived from it -------------------------
+
+RICH = with_(
+    mqtt__password="hunter2-hunter2",
+    http__token="0123456789abcdef",
+    security__keys={"pos": "k" * 40},
+    security__public_keys={"pos2": "pub.pem"},
+    discovery__snmp_community="private-community",
+)
+
+
+def _walk(node, trail=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*trail, key), value
+            yield from _walk(value, (*trail, key))
+
+
+def test_redaction_shows_every_key_and_no_secret():
+    import json
+
+    s = check(RICH, {"pub.pem": b"pem"})
+    redacted = s.redacted()
+    text = json.dumps(redacted)
+    for secret in ("hunter2-hunter2", "0123456789abcdef", "k" * 40, "private-community"):
+        assert secret not in text
+    # Keys the old hand-kept list forgot are there now.
+    assert redacted["mqtt"]["session_expiry_s"] == 7 * 24 * 3600
+    assert redacted["printers"]["front"]["realtime_pulse"] is True
+    assert redacted["discovery"]["snmp_community"] == "***"
+    schema = settings_json_schema()
+    sections = {k for k, v in schema["properties"].items() if "properties" in v}
+    for section in sections:
+        props = schema["properties"][section]["properties"]
+        # `<secret>_file` is the other spelling of `<secret>`, not a separate value.
+        declared = {k for k in props if k.removesuffix("_file") == k or k[:-5] not in props}
+        assert set(redacted[section]) == declared, section
+
+
+def test_every_secret_field_is_redacted():
+    from dataclasses import fields, is_dataclass
+
+    s = check(RICH, {"pub.pem": b"pem"})
+    redacted = s.redacted()
+    checked = []
+    for section in fields(s):
+        value = getattr(s, section.name)
+        if not is_dataclass(value):
+            continue
+        for f in fields(value):
+            if f.metadata.get("secret"):
+                shown = redacted[section.name][f.name]
+                assert shown in ("***", ["pos"], ["pos2"]), (section.name, f.name, shown)
+                checked.append(f"{section.name}.{f.name}")
+    assert len(checked) >= 5, checked  # password, token, keys, public_keys, snmp_community
+
+
+def test_schema_defaults_are_the_validated_defaults():
+    s = check(BASE)
+    redacted = s.redacted()
+    schema = settings_json_schema()
+    compared = 0
+    for section, spec in schema["properties"].items():
+        for key, prop in spec.get("properties", {}).items():
+            if "default" in prop and section in redacted and key in redacted[section]:
+                if prop.get("writeOnly"):
+                    continue
+                assert redacted[section][key] == prop["default"], (section, key)
+                compared += 1
+    assert compared > 25
+    assert schema["required"] == ["shop_id"]
+    assert "required" not in schema["properties"]["mqtt"]  # client_id derives from shop_id
+    assert schema["properties"]["mqtt"]["properties"]["keepalive_s"]["minimum"] == 5
+    assert schema["properties"]["mqtt"]["properties"]["password"]["writeOnly"] is True
+    printer = schema["properties"]["printers"]["additionalProperties"]
+    assert printer["additionalProperties"] is False
+    assert "id" not in printer["properties"]  # the table key, not a setting
+
+
+def test_discovery_bounds_are_the_discovery_packages_bounds():
+    from dataclasses import fields
+
+    from discovery import DiscoveryConfig
+
+    hi = {f.name: f.metadata for f in fields(DiscoveryConfig)}["concurrency"]["hi"]
+    with pytest.raises(ConfigError, match=f"outside 1..{hi}"):
+        check(with_(discovery__concurrency=hi + 1))
+    with pytest.raises(ValueError, match="concurrency"):
+        DiscoveryConfig(concurrency=hi + 1)
+    assert check(with_(discovery__concurrency=hi)).discovery.to_config().concurrency == hi
+    assert DiscoveryConfig(concurrency=hi).concurrency == hi
+
+
+def test_user_tables_come_from_the_mapping_fields():
+    assert user_tables() == {
+        ("printers",),
+        ("terminals",),
+        ("security", "keys"),
+        ("security", "public_keys"),
+    }
