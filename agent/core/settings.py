@@ -136,8 +136,11 @@ class PrinterSettings:
     drawer: int = setting(1, doc="kick connector pin pair", lo=1, hi=2)
     pulse_on_ms: int = setting(100, doc="pulse on time (default: the model's)", lo=0, hi=10_000)
     pulse_off_ms: int = setting(500, doc="pulse off time (default: the model's)", lo=0, hi=10_000)
-    drawer_open_level: str = setting(
-        "low", doc="drawer sensor level that means open", choices=("low", "high")
+    # None = the command set's vendor default, resolved by agent.core.status.open_level.
+    drawer_open_level: str | None = setting(
+        None,
+        doc="drawer sensor level that means open (default: the vendor's, from the command set)",
+        choices=("low", "high"),
     )
     realtime_pulse: bool = setting(False, doc="use DLE DC4 (default: the model's; ESC/POS only)")
     match: MatchSettings | None = setting(None, doc="follow the printer by identity", custom=True)

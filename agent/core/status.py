@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from agent.core.commands import CommandSet
+
 
 class Paper(enum.StrEnum):
     """Roll paper state."""
@@ -32,6 +34,34 @@ class PrinterStatus:
         if self.drawer_pin_high is None:
             return None
         return self.drawer_pin_high if open_level == "high" else not self.drawer_pin_high
+
+
+def vendor_open_level(command_set: CommandSet) -> str:
+    """The sensor level that means "drawer open" when the config does not say: the vendor's.
+
+    A drawer's switch may close or open the sensor circuit when the drawer opens, so every
+    SDK lets the application choose; what each vendor's SDK assumes by default is the best
+    guess for the drawers sold with its printers. Still verify on site (§2.1).
+    """
+    if command_set.is_star:
+        # Star: the StarPRNT SDK's StarIoExtManager has `_CashDrawerOpenActiveHigh = true` and
+        # reports "open" when `CompulsionSwitch == CashDrawerOpenActiveHigh` (star-micronics/
+        # StarPRNT-SDK-Windows-Desktop SDK/StarPRNTSDK/Communications/StarIoExtManager.cs
+        # @2416a9e); the Android sample stores `true` for models that offer no choice, the
+        # mPOP among them (StarPRNT-SDK-Android-Java SearchPortFragment.java @8bbd354). So the
+        # ASB compulsion-switch bit, which Star's spec labels "closed", SET means drawer OPEN.
+        return "high"
+    # ESC/POS: Epson ePOS SDK for JavaScript, Printer object, drawerOpenLevel property:
+    # "DRAWER_OPEN_LEVEL_LOW (default) - HIGH -> LOW: ondraweropen event is generated"
+    # (download4.epson.biz/sec_pubs/pos/reference_en/epos_js/
+    # ref_epos_sdk_js_en_printerobject_draweropenlevelproperty.html). DLE EOT 1 bit 2 is
+    # "drawer kick-out connector pin 3 HIGH" (§2.1), so bit 2 CLEAR means drawer OPEN.
+    return "low"
+
+
+def open_level(configured: str | None, command_set: CommandSet) -> str:
+    """`printers.<id>.drawer_open_level` when set, else the command set's vendor default."""
+    return configured if configured is not None else vendor_open_level(command_set)
 
 
 class StatusError(ValueError):
@@ -93,25 +123,7 @@ def parse_star_asb(reply: bytes) -> PrinterStatus:
         paper=paper_state,
         cover_open=bool(s1 & 0x20),
         error=bool(s2 & 0x6C),
-        # Bit 2 of status 1 is the compulsion switch ("closed" = pin HIGH) (§2.5).
+        # Status 1 bit 2 is the compulsion switch, set when the spec says "closed" (§2.5);
+        # which drawer state that is comes from vendor_open_level / the config.
         drawer_pin_high=bool(s1 & 0x04),
     )
-
-
-def build_dle_eot(status: PrinterStatus) -> bytes:
-    """Encode the four DLE EOT replies for `status` (used by the virtual printer)."""
-    printer = 0x12 | (0x04 if status.drawer_pin_high else 0) | (0 if status.online else 0x08)
-    offline = 0x12 | (0x04 if status.cover_open else 0) | (0x40 if status.error else 0)
-    error = 0x12
-    paper = 0x12 | {Paper.OUT: 0x6C, Paper.NEAR_END: 0x0C}.get(status.paper or Paper.OK, 0)
-    return bytes((printer, offline, error, paper))
-
-
-def build_star_asb(status: PrinterStatus) -> bytes:
-    """Encode a 9-byte Star ASB for `status` (used by the virtual printer)."""
-    s1 = (0x04 if status.drawer_pin_high else 0) | (0 if status.online else 0x08)
-    s1 |= 0x20 if status.cover_open else 0
-    s2 = 0x04 if status.error else 0
-    s4 = {Paper.OUT: 0x08, Paper.NEAR_END: 0x04}.get(status.paper or Paper.OK, 0)
-    # 0x23 announces 9 bytes; 0x86 = version 3 with ASB expansion off in this short form.
-    return bytes((0x23, 0x06, s1, s2, 0x00, s4, 0x00, 0x00, 0x00))

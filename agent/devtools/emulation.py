@@ -2,14 +2,79 @@
 
 It understands one command set, as a real printer does: an ESC/POS printer ignores Star's
 BEL and a Star printer does not know ESC p, so a wrong command set shows up in tests.
+
+Everything it answers is encoded here from the vendors' manuals and SDKs, never from the
+agent's own constants (agent.core.status/commands): a test in which both sides share an
+assumption proves nothing. Sections are cited next to each encoder; the page links are
+collected in ../shared/PROTOCOLS.md (§1 commands, §2.1 ESC/POS status, §2.5 Star ASB).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from agent.core.commands import CommandSet
-from agent.core.status import Paper, PrinterStatus, build_dle_eot, build_star_asb
+ESCPOS = "escpos"
+STAR_DIALECTS = frozenset({"star-line", "star-prnt", "star-graphic"})
+
+
+class RollPaper(enum.StrEnum):
+    """What the virtual roll-paper sensors see."""
+
+    OK = "ok"
+    NEAR_END = "near_end"
+    OUT = "out"
+
+
+# How the drawer's own switch drives the sensor input (ESC/POS connector pin 3, Star
+# "compulsion switch") when the drawer is open, for the drawers each vendor's SDK assumes:
+# - Epson ePOS SDK for JavaScript, Printer object, `drawerOpenLevel` property:
+#   "DRAWER_OPEN_LEVEL_LOW (default): HIGH -> LOW: ondraweropen event is generated"
+#   (https://download4.epson.biz/sec_pubs/pos/reference_en/epos_js/
+#   ref_epos_sdk_js_en_printerobject_draweropenlevelproperty.html): open pulls pin 3 LOW.
+# - Star StarPRNT SDK, StarIoExtManager `_CashDrawerOpenActiveHigh = true` and
+#   `CompulsionSwitch == CashDrawerOpenActiveHigh` means open (star-micronics/
+#   StarPRNT-SDK-Windows-Desktop SDK/StarPRNTSDK/Communications/StarIoExtManager.cs @2416a9e;
+#   the Android sample registers `true` for models without the choice, SearchPortFragment.java
+#   @8bbd354): open sets the compulsion-switch bit.
+SENSOR_HIGH_WHEN_OPEN = {ESCPOS: False, **{d: True for d in STAR_DIALECTS}}
+
+
+def dle_eot_reply(n: int, *, pin3_high: bool, online: bool, paper: RollPaper) -> int | None:
+    """The one-byte reply to ESC/POS `DLE EOT n` (n = 1..4), None for other n.
+
+    Epson ESC/POS APG "DLE EOT n: Transmit real-time status" (TM-T88III Appendix G): every
+    reply byte has bits 1 and 4 set and bits 0 and 7 clear (0xx1xx10).
+    """
+    byte = 0b0001_0010
+    if n == 1:  # printer status: bit 2 = drawer kick-out connector pin 3 HIGH, bit 3 = offline
+        byte |= (0x04 if pin3_high else 0) | (0 if online else 0x08)
+    elif n == 2:  # offline cause: bit 5 = printing stopped by a paper end
+        byte |= 0x20 if paper == RollPaper.OUT else 0
+    elif n == 3:  # error cause: no autocutter (bit 3), unrecoverable (5) or auto-recoverable (6)
+        pass
+    elif n == 4:  # roll paper sensor: bits 2,3 = near end, bits 5,6 = paper end
+        byte |= {RollPaper.OUT: 0x6C, RollPaper.NEAR_END: 0x0C}.get(paper, 0)
+    else:
+        return None
+    return byte
+
+
+def star_asb(*, switch_set: bool, online: bool, paper: RollPaper) -> bytes:
+    """A 9-byte Star automatic status, as sent for `ESC ACK SOH`.
+
+    STAR Line Mode Command Specifications, "Automatic Status" (and STAR Command Spec Rev 0.70
+    pp. 5-2..5-5): header 1 carries the byte count in bits 1-3 and 5 (bits 3-4 of the count
+    sit in bits 5-6) with bit 0 set; header 2 the version the same way (3 here, no expansion);
+    printer status 1 bit 2 = compulsion switch, bit 3 = off-line, bit 5 = cover open;
+    status 4 (sixth byte) bit 2 = paper near-end, bit 3 = paper end.
+    """
+    count, version = 9, 3
+    header1 = ((count & 0x07) << 1) | ((count & 0x18) << 2) | 0x01
+    header2 = ((version & 0x07) << 1) | ((version & 0x18) << 2)
+    status1 = (0x04 if switch_set else 0) | (0 if online else 0x08)
+    status4 = {RollPaper.OUT: 0x08, RollPaper.NEAR_END: 0x04}.get(paper, 0)
+    return bytes((header1, header2, status1, 0x00, 0x00, status4, 0x00, 0x00, 0x00))
 
 
 @dataclass(frozen=True)
@@ -25,40 +90,48 @@ class Pulse:
 
 @dataclass
 class VirtualPrinter:
-    """State of one emulated printer; `feed()` may be called with any chunking."""
+    """State of one emulated printer; `feed()` may be called with any chunking.
 
-    command_set: CommandSet
+    `command_set` is "escpos", "star-line", "star-prnt" or "star-graphic".
+    `sensor_high_when_open` describes the attached drawer's switch; None = the drawer that
+    vendor's SDK assumes by default (SENSOR_HIGH_WHEN_OPEN). `answers_dle_eot` lists the
+    `DLE EOT n` a clone answers: some answer only n = 1 and stay silent for 2-4.
+    """
+
+    command_set: str
     open_for_s: float = 3.0
     vendor: str = "EPSON"
     model: str = "TM-T20III"
     serial: str = "X5E0000001"
-    paper: Paper = Paper.OK
+    paper: RollPaper = RollPaper.OK
     online: bool = True
+    sensor_high_when_open: bool | None = None
+    answers_dle_eot: frozenset[int] = frozenset({1, 2, 3, 4})
     pulses: list[Pulse] = field(default_factory=list)
     printed: int = 0
     _buf: bytearray = field(default_factory=bytearray)
     _star_width: tuple[int, int] = (20, 20)
     _last_pulse_at: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.command_set not in SENSOR_HIGH_WHEN_OPEN:
+            raise ValueError(f"unknown command set {self.command_set!r}")
+        if self.sensor_high_when_open is None:
+            self.sensor_high_when_open = SENSOR_HIGH_WHEN_OPEN[str(self.command_set)]
+
     def drawer_open(self, now: float) -> bool:
         """The drawer reads open for `open_for_s` after a pulse."""
         return self._last_pulse_at is not None and now - self._last_pulse_at < self.open_for_s
 
-    def status(self, now: float) -> PrinterStatus:
-        """Status as the sensors would report it; the switch reads LOW while open."""
-        return PrinterStatus(
-            online=self.online,
-            paper=self.paper,
-            cover_open=False,
-            error=False,
-            drawer_pin_high=not self.drawer_open(now),
-        )
+    def sensor_high(self, now: float) -> bool:
+        """Level of the drawer sensor input right now, given the drawer's wiring."""
+        return self.drawer_open(now) == self.sensor_high_when_open
 
     def feed(self, data: bytes, now: float) -> bytes:
         """Consume bytes; return the reply bytes the printer sends back."""
         self._buf += data
         out = bytearray()
-        decode = self._escpos if self.command_set is CommandSet.ESCPOS else self._star
+        decode = self._escpos if self.command_set == ESCPOS else self._star
         while self._buf:
             used = decode(now, out)
             if used == 0:
@@ -75,27 +148,34 @@ class VirtualPrinter:
         if b[0] == 0x1B:  # ESC
             if len(b) < 2:
                 return 0
-            if b[1] == 0x70:  # ESC p m t1 t2 (PROTOCOLS §1.1)
+            if b[1] == 0x70:  # ESC p m t1 t2: Epson APG "ESC p: Generate pulse"
                 if len(b) < 5:
                     return 0
                 m, t1, t2 = b[2], b[3], b[4]
                 if m in (0, 1, 48, 49):
-                    # If t2 < t1 the OFF time equals the ON time.
+                    # m 0/48 = pin 2, 1/49 = pin 5; ON t1 x 2 ms, OFF t2 x 2 ms, and if
+                    # t2 < t1 the OFF time equals the ON time.
                     self._pulse(m % 48 + 1, t1 * 2, max(t1, t2) * 2, False, now)
                     return 5
-                return 2  # out-of-range m cancels the command
+                return 2  # out-of-range m cancels the command; the rest is processed as data
             if b[1] in (0x3D, 0x74, 0x21, 0x61):  # ESC = n, ESC t n, ...: one parameter
                 return 3 if len(b) >= 3 else 0
             return 2
         if b[0] == 0x10:  # DLE
             if len(b) < 3:
                 return 0
-            if b[1] == 0x04 and 1 <= b[2] <= 4:  # DLE EOT n (§2.1)
-                out.append(build_dle_eot(self.status(now))[b[2] - 1])
+            if b[1] == 0x04:  # DLE EOT n: answered on receipt (Epson APG "DLE EOT")
+                if b[2] in self.answers_dle_eot:
+                    reply = dle_eot_reply(
+                        b[2], pin3_high=self.sensor_high(now), online=self.online, paper=self.paper
+                    )
+                    if reply is not None:
+                        out.append(reply)
                 return 3
-            if b[1] == 0x14:  # DLE DC4 fn m t (§1.2)
+            if b[1] == 0x14:  # DLE DC4 fn m t: Epson APG "DLE DC4 fn=1: real-time pulse"
                 if len(b) < 5:
                     return 0
+                # Only fn = 1 pulses (m 0 = pin 2, 1 = pin 5; ON = OFF = t x 100 ms, 1 <= t <= 8).
                 if b[2] == 1 and b[3] in (0, 1) and 1 <= b[4] <= 8:
                     self._pulse(b[3] + 1, b[4] * 100, b[4] * 100, True, now)
                 return 5
@@ -103,20 +183,21 @@ class VirtualPrinter:
         if b[0] == 0x1D:  # GS
             if len(b) < 3:
                 return 0
-            if b[1] == 0x49:  # GS I n (§2.4)
+            if b[1] == 0x49:  # GS I n: Epson APG "GS I: Transmit printer ID"
                 out += self._printer_info(b[2])
             elif b[1] == 0x72 and b[2] in (2, 0x32):  # GS r 2: drawer, bit 0 = pin 3 HIGH
-                out.append(0x00 if self.drawer_open(now) else 0x01)
+                out.append(0x01 if self.sensor_high(now) else 0x00)
             return 3
         self.printed += 1
         return 1
 
     def _printer_info(self, n: int) -> bytes:
+        # Printer information B (n = 65..69): header 5F, ASCII text, NUL (Epson APG "GS I").
         info = {0x41: "1.00", 0x42: self.vendor, 0x43: self.model, 0x44: self.serial}
         if n in info:
             return b"\x5f" + info[n].encode() + b"\x00"
         if n in (1, 0x31):
-            return b"\x20"
+            return b"\x20"  # printer model ID of the TM-T88 class
         return b""
 
     def _star(self, now: float, out: bytearray) -> int:
@@ -124,23 +205,26 @@ class VirtualPrinter:
         if b[0] == 0x1B:
             if len(b) < 2:
                 return 0
-            if b[1] == 0x07:  # ESC BEL n1 n2 (§1.3)
+            if b[1] == 0x07:  # ESC BEL n1 n2: STAR Line Mode "Set external device 1 pulse width"
                 if len(b) < 4:
                     return 0
+                # 10 ms units, 1..127; a 0 makes the printer ignore the command, more clamps.
                 if b[2] and b[3]:
                     self._star_width = (min(b[2], 127), min(b[3], 127))
                 return 4
-            if b[1] == 0x06:  # ESC ACK SOH → ASB (§2.5)
+            if b[1] == 0x06:  # ESC ACK SOH: STAR Line Mode "Automatic status request"
                 if len(b) < 3:
                     return 0
                 if b[2] == 0x01:
-                    out += build_star_asb(self.status(now))
+                    out += star_asb(
+                        switch_set=self.sensor_high(now), online=self.online, paper=self.paper
+                    )
                 return 3
-            if b[1] == 0x2A:  # ESC * r D n NUL (§1.3 raster drive)
+            if b[1] == 0x2A:  # ESC * r D n NUL: STAR Line Mode p.3-93, raster drawer drive
                 if len(b) < 6:
                     return 0
                 if b[2:4] == b"rD":
-                    n = b[4] - 0x30
+                    n = b[4] - 0x30  # ASCII: 1 = device 1, 2 = device 2, 3 = both
                     if n in (1, 3):
                         self._pulse(
                             1, self._star_width[0] * 10, self._star_width[1] * 10, False, now
@@ -149,17 +233,17 @@ class VirtualPrinter:
                         self._pulse(2, 200, 200, False, now)
                 return 6
             return 2
-        if b[0] in (0x07, 0x1C):  # BEL (buffered) / FS (real time): device 1
+        if b[0] in (0x07, 0x1C):  # BEL (buffered) / FS (real time): drive external device 1
             self._pulse(1, self._star_width[0] * 10, self._star_width[1] * 10, b[0] == 0x1C, now)
             return 1
-        if b[0] in (0x1A, 0x19):  # SUB / EM: device 2, fixed 200 ms
+        if b[0] in (0x1A, 0x19):  # SUB / EM: external device 2, fixed 200 ms
             self._pulse(2, 200, 200, False, now)
             return 1
-        if b[0] == 0x05:  # ENQ: bit 7 = compulsion switch closed
-            out.append(0x00 if self.drawer_open(now) else 0x80)
+        if b[0] == 0x05:  # ENQ (STAR Command Spec Rev 0.70 App. 5-1): bit 7 = compulsion SW
+            out.append(0x80 if self.sensor_high(now) else 0x00)
             return 1
-        if b[0] == 0x04:  # EOT: paper
-            out.append(0x10 | (0x08 if self.paper is Paper.OUT else 0))
+        if b[0] == 0x04:  # EOT: bit 4 fixed 1, bit 3 = paper end
+            out.append(0x10 | (0x08 if self.paper == RollPaper.OUT else 0))
             return 1
         self.printed += 1
         return 1

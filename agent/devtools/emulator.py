@@ -9,8 +9,7 @@ import socket
 import struct
 import time
 
-from agent.core.commands import CommandSet
-from agent.devtools.emulation import Pulse, VirtualPrinter
+from agent.devtools.emulation import ESCPOS, Pulse, VirtualPrinter
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +29,23 @@ class VirtualPrinterServer:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        command_set: CommandSet = CommandSet.ESCPOS,
+        command_set: str = ESCPOS,
         *,
         max_sessions: int = 1,
         open_for_s: float = 3.0,
         behaviour: Behaviour = Behaviour.NORMAL,
         name: str = "virtual",
+        sensor_high_when_open: bool | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.max_sessions = max_sessions
         self.behaviour = behaviour
         self.name = name
-        self.printer = VirtualPrinter(command_set, open_for_s=open_for_s)
-        if command_set.is_star:
+        self.printer = VirtualPrinter(
+            str(command_set), open_for_s=open_for_s, sensor_high_when_open=sensor_high_when_open
+        )
+        if command_set != ESCPOS:
             self.printer.vendor, self.printer.model = "STAR", "TSP654II (STR_T-001)"
         self.connections = 0
         self._sessions = 0
@@ -140,7 +142,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def serve_forever(host: str, port: int, command_set: CommandSet) -> None:
+async def serve_forever(host: str, port: int, command_set: str) -> None:
     """Run a virtual printer until cancelled (the CLI's `emulate`)."""
     async with VirtualPrinterServer(host, port, command_set, name=f"{host}:{port}") as vp:
         print(f"virtual {command_set} printer on {host}:{vp.port}; Ctrl-C to stop", flush=True)  # noqa: T201

@@ -18,7 +18,13 @@ from agent.core.commands import CommandSet, status_requests
 from agent.core.errors import BrokerError, PrinterUnreachable
 from agent.core.health import DrawerWatch, Kick, PrinterHealth
 from agent.core.settings import HealthSettings, PrinterSettings
-from agent.core.status import PrinterStatus, StatusError, parse_dle_eot, parse_star_asb
+from agent.core.status import (
+    PrinterStatus,
+    StatusError,
+    open_level,
+    parse_dle_eot,
+    parse_star_asb,
+)
 from agent.core.topics import Topics
 from agent.io import printer_link
 from agent.io.logs import QuietLog
@@ -147,7 +153,7 @@ class Prober:
                     current = health.observe(
                         previous,
                         status,
-                        open_level=printer.drawer_open_level,
+                        open_level=open_level(printer.drawer_open_level, printer.command_set),
                         host=host,
                         now=self.clock(),
                         rtt_ms=round(rtt * 1000, 3),

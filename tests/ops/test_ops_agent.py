@@ -14,6 +14,7 @@ from agent.core.errors import PrinterUnreachable
 from agent.core.status import Paper
 from agent.core.topics import Topics
 from agent.devtools.demo import event
+from agent.devtools.emulation import RollPaper
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.metrics import Metrics
 from agent.io.mqtt_link import PosClient
@@ -311,7 +312,7 @@ async def test_api_refused_without_token_unless_loopback(tmp_path, mosquitto):
 async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosquitto):
     async with VirtualPrinterServer(name="rt") as rt, VirtualPrinterServer(name="plain") as plain:
         for vp in (rt, plain):
-            vp.printer.paper = Paper.OUT
+            vp.printer.paper = RollPaper.OUT
             vp.printer.online = False
         settings = settings_for(
             tmp_path,
@@ -352,7 +353,8 @@ async def test_star_probe_reads_the_asb_and_prints_nothing():
 
     async with VirtualPrinterServer(command_set=CommandSet.STAR_LINE, open_for_s=30) as vp:
         closed = await query_status(CommandSet.STAR_LINE, "127.0.0.1", vp.port, timeout=1)
-        assert (closed.online, closed.paper, closed.drawer_open("low")) == (True, Paper.OK, False)
+        # Star's SDK default: compulsion-switch bit set means open (CashDrawerOpenActiveHigh).
+        assert (closed.online, closed.paper, closed.drawer_open("high")) == (True, Paper.OK, False)
         await send(
             "127.0.0.1",
             vp.port,
@@ -362,7 +364,7 @@ async def test_star_probe_reads_the_asb_and_prints_nothing():
         )
         await vp.wait_for_pulses(1)
         opened = await until(lambda: _probe_open(vp.port), what="Star drawer open")
-        assert opened.drawer_open("low") is True
+        assert opened.drawer_open("high") is True
         assert vp.printer.printed == 0
 
 
@@ -372,4 +374,4 @@ async def _probe_open(port):
         status = await query_status(CommandSet.STAR_LINE, "127.0.0.1", port, timeout=1)
     except PrinterUnreachable:  # the single session may still be closing
         return None
-    return status if status.drawer_open("low") else None
+    return status if status.drawer_open("high") else None

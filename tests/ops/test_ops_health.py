@@ -18,7 +18,7 @@ from agent.core.health import (
     watch_drawer,
 )
 from agent.core.settings import PrinterSettings
-from agent.core.status import Paper, PrinterStatus, build_dle_eot, parse_dle_eot
+from agent.core.status import Paper, PrinterStatus, parse_dle_eot
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = health.unknown("p1", "192.0.2.5")
@@ -124,7 +124,7 @@ def test_observe_from_real_dle_eot_bytes():
 def test_unreachable_keeps_last_seen_and_forgets_sensors():
     seen = observe(
         BASE,
-        parse_dle_eot(build_dle_eot(PrinterStatus(online=True, paper=Paper.OK))),
+        parse_dle_eot(bytes((0x12, 0x12, 0x12, 0x12))),  # online, paper OK (§2.1)
         open_level="low",
         host="h",
         now=50.0,

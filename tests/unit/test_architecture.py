@@ -89,3 +89,10 @@ def test_only_the_adapter_imports_aiomqtt():
 def test_discovery_never_imports_agent():
     for path in (ROOT / "discovery").rglob("*.py"):
         assert not any(n.split(".")[0] == "agent" for n in imports_of(path)), path
+
+
+@pytest.mark.parametrize("module", ["agent/devtools/emulation.py", "agent/devtools/emulator.py"])
+def test_virtual_printer_encodes_vendor_facts_not_the_agents(module):
+    """The emulator shares no constant with the agent, so a shared mistake cannot hide."""
+    found = imports_of(ROOT / module)
+    assert not {n for n in found if n.startswith(("agent.core", "agent.io", "agent.service"))}

@@ -36,8 +36,9 @@ def test_star_kick_and_asb():
     p = VirtualPrinter(CommandSet.STAR_LINE, open_for_s=2)
     asb = p.feed(drawer_kick(CommandSet.STAR_LINE, 1, 100, 500) + b"\x1a" + b"\x1b\x06\x01", 10)
     assert [(x.drawer, x.on_ms) for x in p.pulses] == [(1, 100), (2, 200)]
-    assert len(asb) == 9 and asb[2] & 0x04 == 0
-    assert p.feed(b"\x1b\x06\x01", 13)[2] & 0x04 == 0x04  # closed again after open_for_s
+    # Star's drawers set the compulsion-switch bit while open (SDK CashDrawerOpenActiveHigh).
+    assert len(asb) == 9 and asb[2] & 0x04 == 0x04
+    assert p.feed(b"\x1b\x06\x01", 13)[2] & 0x04 == 0  # closed again after open_for_s
 
 
 def test_realtime_pulse_and_other_dle_dc4_functions():
@@ -50,3 +51,40 @@ def test_escpos_out_of_range_m_cancels_the_command():
     p = VirtualPrinter(CommandSet.ESCPOS)
     p.feed(b"\x1b\x70\x07\x32\x32", 0)
     assert p.pulses == []
+
+
+@pytest.mark.parametrize(
+    ("command_set", "query", "index", "mask", "closed"),
+    [
+        # Epson: pin 3 HIGH while closed (ePOS drawerOpenLevel default LOW = open).
+        ("escpos", b"\x10\x04\x01", 0, 0x04, 0x04),  # DLE EOT 1 bit 2 = pin 3 HIGH
+        ("escpos", b"\x1d\x72\x02", 0, 0x01, 0x01),  # GS r 2 bit 0 = pin 3 HIGH
+        # Star: compulsion-switch bit clear while closed (SDK CashDrawerOpenActiveHigh).
+        ("star-line", b"\x1b\x06\x01", 2, 0x04, 0x00),  # ASB status 1 bit 2
+        ("star-line", b"\x05", 0, 0x80, 0x00),  # ENQ bit 7
+    ],
+)
+def test_closed_drawer_reads_as_each_vendor_documents(command_set, query, index, mask, closed):
+    p = VirtualPrinter(command_set)
+    assert p.feed(query, 0)[index] & mask == closed
+    p.feed(b"\x1b\x70\x00\x32\x32" if command_set == "escpos" else b"\x07", 1)
+    assert p.feed(query, 1)[index] & mask == mask ^ closed  # open: the other level
+
+
+def test_inverted_drawer_wiring_flips_the_sensor():
+    normal, inverted = (
+        VirtualPrinter("escpos"),
+        VirtualPrinter("escpos", sensor_high_when_open=True),
+    )
+    assert normal.feed(b"\x10\x04\x01", 0)[0] & 0x04 == 0x04
+    assert inverted.feed(b"\x10\x04\x01", 0)[0] & 0x04 == 0
+
+
+def test_a_clone_that_answers_only_dle_eot_1():
+    p = VirtualPrinter("escpos", answers_dle_eot=frozenset({1}))
+    assert len(p.feed(b"\x10\x04\x01\x10\x04\x02\x10\x04\x03\x10\x04\x04", 0)) == 1
+
+
+def test_unknown_command_set_is_refused():
+    with pytest.raises(ValueError, match="unknown command set"):
+        VirtualPrinter("zpl")

@@ -2,17 +2,19 @@
 
 import pytest
 
+from agent.core.commands import CommandSet
 from agent.core.status import (
     Paper,
     PrinterStatus,
     StatusError,
     asb_length,
-    build_dle_eot,
-    build_star_asb,
+    open_level,
     parse_dle_eot,
     parse_star_asb,
     valid_dle_eot_byte,
+    vendor_open_level,
 )
+from agent.devtools.emulation import RollPaper, dle_eot_reply, star_asb
 
 
 @pytest.mark.parametrize(
@@ -95,11 +97,31 @@ def test_drawer_polarity(pin_high, level, open_):
     assert PrinterStatus(True, drawer_pin_high=pin_high).drawer_open(level) is open_
 
 
-@pytest.mark.parametrize("paper", list(Paper))
-@pytest.mark.parametrize("pin_high", [True, False])
-def test_builders_round_trip(paper, pin_high):
-    status = PrinterStatus(
-        online=True, paper=paper, cover_open=False, error=False, drawer_pin_high=pin_high
+@pytest.mark.parametrize(
+    ("command_set", "level"),
+    [
+        (CommandSet.ESCPOS, "low"),  # Epson ePOS drawerOpenLevel default
+        (CommandSet.STAR_LINE, "high"),  # Star CashDrawerOpenActiveHigh default
+        (CommandSet.STAR_PRNT, "high"),
+        (CommandSet.STAR_GRAPHIC, "high"),
+    ],
+)
+def test_vendor_open_level(command_set, level):
+    assert vendor_open_level(command_set) == level
+    assert open_level(None, command_set) == level
+    other = "high" if level == "low" else "low"
+    assert open_level(other, command_set) == other  # the per-printer override wins
+
+
+@pytest.mark.parametrize("paper", list(RollPaper))
+@pytest.mark.parametrize("high", [True, False])
+@pytest.mark.parametrize("online", [True, False])
+def test_agent_parsers_read_the_emulators_independent_encoders(paper, high, online):
+    """Two encodings written separately from the manuals agree bit for bit."""
+    replies = bytes(
+        dle_eot_reply(n, pin3_high=high, online=online, paper=paper) for n in (1, 2, 3, 4)
     )
-    assert parse_dle_eot(build_dle_eot(status)) == status
-    assert parse_star_asb(build_star_asb(status)) == status
+    escpos = parse_dle_eot(replies)
+    assert (escpos.online, escpos.paper, escpos.drawer_pin_high) == (online, Paper(paper), high)
+    star = parse_star_asb(star_asb(switch_set=high, online=online, paper=paper))
+    assert (star.online, star.paper, star.drawer_pin_high) == (online, Paper(paper), high)
