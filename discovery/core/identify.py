@@ -133,20 +133,27 @@ def model_from_text(text: str) -> str | None:
 def command_set_for(
     vendor: str | None, model_texts: tuple[str, ...], cmd: str | None
 ) -> str | None:
-    """Command set from the Star model rules, the 1284 CMD field, then the vendor."""
-    if vendor == "Star" or vendor is None:
-        for text in model_texts:
-            for pattern, command_set in STAR_RULES:
-                if pattern.search(text):
-                    return command_set
+    """Command set from the 1284 CMD field, then the Star model rules, then the vendor.
+
+    The device's own CMD field beats a rule on its model name: a TSP654II switched to
+    ESC/POS emulation reports `MDL:TSP654II …;CMD:ESC/POS;` and must get ESC/POS. A bare
+    `CMD:STAR` only says "a Star dialect"; the model rules say which one.
+    """
+    star_family = False
     if cmd:
         upper = cmd.upper()
         if "ESC/POS" in upper or "ESCPOS" in upper:
             return "escpos"
         if "STARPRNT" in upper:
             return "star-prnt"
-        if "STAR" in upper and vendor in ("Star", None):
-            return "star-line"
+        star_family = "STAR" in upper and vendor in ("Star", None)
+    if vendor == "Star" or vendor is None:
+        for text in model_texts:
+            for pattern, command_set in STAR_RULES:
+                if pattern.search(text):
+                    return command_set
+    if star_family:
+        return "star-line"
     if vendor in _ESCPOS_VENDORS:
         return "escpos"
     return None

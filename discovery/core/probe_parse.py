@@ -25,8 +25,16 @@ def is_escpos_status(byte: int) -> bool:
 
 
 def find_status(buffer: bytes) -> int | None:
-    """First valid DLE EOT reply byte, skipping XON/XOFF and other noise."""
-    return next((b for b in buffer if is_escpos_status(b)), None)
+    """The status byte when `buffer`, everything the port said after `DLE EOT 1`, is one.
+
+    `DLE EOT 1` is answered with exactly one byte (PROTOCOLS §2.1), so only a lone,
+    well-formed byte counts. Accepting a matching byte anywhere would call any chatty
+    service a printer: "HTTP/1.1 400 Bad Request" holds "R" (0x52 = 0101 0010), and a
+    telnet banner or a Star ASB sent before or instead of the reply is not an answer either.
+    """
+    if len(buffer) != 1 or not is_escpos_status(buffer[0]):
+        return None
+    return buffer[0]
 
 
 def extract_gs_i(buffer: bytes) -> tuple[str | None, bool]:
@@ -53,9 +61,9 @@ class ProbeReply:
 def to_sighting(host: str, port: int, reply: ProbeReply, now: float) -> Sighting:
     """An open 9100 port is a printer candidate even when it says nothing."""
     found = identify(Clues(mfg=reply.maker, mdl=reply.model))
-    command_set = found.command_set
-    if command_set is None and reply.escpos:
-        command_set = "escpos"
+    # The device's own ESC/POS status reply beats any model-name rule: a Star TSP654II
+    # switched to ESC/POS emulation answers DLE EOT 1 and must be spoken to in ESC/POS.
+    command_set = "escpos" if reply.escpos else found.command_set
     return Sighting(
         source="probe",
         host=host,

@@ -21,6 +21,9 @@ from discovery.io.limiter import Gauge
 
 log = logging.getLogger(__name__)
 
+# How long the port must stay quiet after the status byte for it to count as a lone reply.
+SETTLE_S = 0.1
+
 Guard = Callable[[str, int], AbstractAsyncContextManager[object]]
 
 
@@ -47,14 +50,15 @@ class Prober:
     async def identify(self, host: str) -> ProbeReply:
         """Ask `DLE EOT 1`; only an ESC/POS-shaped answer earns the GS I maker/model/serial queries.
 
-        Gating GS I on a valid status byte keeps a Star printer in Star mode (or any non-printer
-        service on the port) from receiving ESC/POS bytes it might print as text.
+        Gating GS I on a lone valid status byte keeps a Star printer in Star mode (or any
+        non-printer service on the port: HTTP, telnet) from receiving ESC/POS bytes it
+        might print as text.
         """
         async with self.guard(host, self.port), self._connection(host) as streams:
             if streams is None:
                 return ProbeReply()
             reader, writer = streams
-            status = await self._ask(reader, writer, DLE_EOT_PRINTER_STATUS, _status_complete)
+            status = await self._ask_status(reader, writer)
             if status is None or find_status(status) is None:
                 return ProbeReply()
             answers: list[str | None] = []
@@ -90,6 +94,27 @@ class Prober:
                     await asyncio.wait_for(writer.wait_closed(), self.timeout_s)
             self.sockets.down()
 
+    async def _ask_status(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        """Send `DLE EOT 1`; return everything the port says until it stays quiet a moment.
+
+        The reply must be exactly one byte (PROTOCOLS §2.1), so after the first bytes the
+        probe listens for a short settle time: a banner or an HTTP error keeps talking.
+        """
+        first = await self._ask(reader, writer, DLE_EOT_PRINTER_STATUS, bool)
+        if first is None:
+            return None
+        buffer = first
+        settle = min(SETTLE_S, self.timeout_s / 3)
+        with contextlib.suppress(OSError, TimeoutError):
+            while len(buffer) <= MAX_REPLY:
+                chunk = await asyncio.wait_for(reader.read(MAX_REPLY), settle)
+                if not chunk:
+                    break
+                buffer += chunk
+        return buffer
+
     async def _ask(
         self,
         reader: asyncio.StreamReader,
@@ -115,10 +140,6 @@ class Prober:
             log.debug("probe %s:%d: %r", writer.get_extra_info("peername"), self.port, exc)
             return None
         return buffer if complete(buffer) else None
-
-
-def _status_complete(buffer: bytes) -> bool:
-    return find_status(buffer) is not None
 
 
 def _gs_i_complete(buffer: bytes) -> bool:

@@ -227,6 +227,46 @@ class ResettingPeer:
         writer.transport.abort()
 
 
+class ChattyPeer:
+    """A non-printer service on the probed port; records every byte it was sent.
+
+    `banner` is sent on connect (telnet, FTP, SMTP say hello first); `answer` after each
+    chunk it receives (an HTTP server answers garbage with 400 and closes).
+    """
+
+    def __init__(self, *, banner: bytes = b"", answer: bytes = b"", close: bool = False) -> None:
+        self.banner, self.answer, self.close = banner, answer, close
+        self.received = bytearray()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if self.banner:
+                writer.write(self.banner)
+                await writer.drain()
+            while chunk := await reader.read(64):
+                self.received += chunk
+                if self.answer:
+                    writer.write(self.answer)
+                    await writer.drain()
+                if self.close:
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+# A port that speaks HTTP: "R" (0x52) in the reason phrase has the DLE EOT bit pattern.
+HTTP_PEER = {"answer": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "close": True}
+# A telnet service: option negotiation (IAC DO TERMINAL-TYPE) and a prompt that starts with "R".
+TELNET_PEER = {"banner": b"\xff\xfd\x18Ready.\r\nlogin: "}
+# A Star printer in Star Line mode with automatic status on: it answers with its 9-byte ASB
+# (header 0x23, PROTOCOLS §2.5), never with a DLE EOT byte.
+STAR_ASB_PEER = {"answer": bytes.fromhex("23 06 00 00 00 00 00 00 00")}
+# A prompt-only service whose first byte alone would pass the status pattern ("R" = 0x52).
+PROMPT_PEER = {"answer": b"Ready>"}
+
+
 @contextlib.asynccontextmanager
 async def tcp_peers(
     handlers: Mapping[str, object], port: int

@@ -142,6 +142,21 @@ def test_parse_device_id(text: str, fields: dict[str, str]) -> None:
         (Clues(), Identification(None, None, None)),
         (Clues(mfg="\ufffd\ufffd"), Identification(None, None, None)),
         (Clues(device_id="CMD:ESC/POS;"), Identification(None, None, "escpos")),
+        # The device's CMD field beats the Star model-name rules (issue 9 item 3).
+        (
+            Clues(device_id="MFG:STAR;MDL:TSP654II (STR_T-001);CMD:ESC/POS;"),
+            Identification("Star", "TSP654II", "escpos"),
+        ),
+        (
+            Clues(device_id="MFG:Star;MDL:Foo;CMD:STARPRNT;"),
+            Identification("Star", "Foo", "star-prnt"),
+        ),
+        # A bare CMD:STAR leaves the dialect to the model rules.
+        (
+            Clues(device_id="MFG:Star;MDL:TSP143IIILAN;CMD:STAR;"),
+            Identification("Star", "TSP143IIILAN", "star-graphic"),
+        ),
+        (Clues(device_id="MFG:Star;MDL:Foo;CMD:STAR;"), Identification("Star", "Foo", "star-line")),
     ],
 )
 def test_identify(clues: Clues, expected: Identification) -> None:

@@ -169,6 +169,30 @@ def test_escpos_status_pattern(byte: int, valid: bool) -> None:
     assert probe_parse.is_escpos_status(byte) is valid
 
 
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (b"\x16", 0x16),  # a lone DLE EOT 1 reply
+        (b"\x12", 0x12),
+        (b"", None),
+        (b"\x08", None),  # one byte, wrong fixed bits
+        (b"\x16\x16", None),  # two bytes: not the answer to one DLE EOT 1
+        (b"HTTP/1.1 400 Bad Request\r\n", None),  # "R" = 0x52 matches, but is not alone
+        (b"R", 0x52),  # alone it is indistinguishable, which is why the probe waits to settle
+        (b"\x11\x16", None),  # XON then status: serial flow control never reaches TCP 9100
+        (bytes.fromhex("23 06 00 00 00 00 00 00 00"), None),  # Star ASB
+    ],
+)
+def test_find_status_accepts_only_a_lone_well_formed_byte(reply: bytes, status: int | None) -> None:
+    assert probe_parse.find_status(reply) == status
+
+
+def test_probe_evidence_beats_the_model_name() -> None:
+    # A Star TSP654II in ESC/POS emulation answers DLE EOT 1 and GS I: speak ESC/POS to it.
+    reply = probe_parse.ProbeReply(escpos=True, maker="STAR", model="TSP654II (STR_T-001)")
+    assert probe_parse.to_sighting("127.0.2.1", 9100, reply, 1.0).command_set == "escpos"
+
+
 def test_probe_sighting() -> None:
     reply = probe_parse.ProbeReply(escpos=True, maker="EPSON", model="TM-T81", serial="S")
     sighting = probe_parse.to_sighting("127.0.2.1", 9100, reply, 1.0)

@@ -7,8 +7,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 from discovery_peers import (
     ALLOWED_PROBE_BYTES,
+    HTTP_PEER,
+    PROMPT_PEER,
+    STAR_ASB_PEER,
+    TELNET_PEER,
+    ChattyPeer,
     FakePrinter,
     ResettingPeer,
     SilentPrinter,
@@ -130,3 +136,31 @@ async def test_non_escpos_status_byte_gets_no_gs_i() -> None:
         reply = await Prober(port=port, timeout_s=TIMEOUT).identify("127.0.2.5")
     assert reply.escpos is False
     assert bytes(star_like.received) == b"\x10\x04\x01"
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [HTTP_PEER, TELNET_PEER, STAR_ASB_PEER, PROMPT_PEER],
+    ids=["http-400", "telnet-banner", "star-asb", "prompt"],
+)
+async def test_chatty_non_escpos_ports_are_not_escpos_and_get_no_gs_i(peer) -> None:
+    port = free_tcp_port("127.0.2.1")
+    chatty, printer = ChattyPeer(**peer), FakePrinter()
+    cfg = DiscoveryConfig(
+        subnets=("127.0.2.0/30",),
+        mdns=False,
+        snmp=False,
+        identify=True,
+        probe_port=port,
+        timeout_s=TIMEOUT,
+    )
+    async with tcp_peers({"127.0.2.1": chatty, "127.0.2.2": printer}, port):
+        reply = await Prober(port=port, timeout_s=TIMEOUT).identify("127.0.2.1")
+        records = {r.host: r for r in await sweep(cfg)}
+    assert reply.escpos is False
+    assert records["127.0.2.1"].command_set is None
+    # It was asked DLE EOT 1 (once per identify) and nothing else: no GS I.
+    assert bytes(chatty.received) == b"\x10\x04\x01" * 2
+    # Positive control in the same sweep: a real ESC/POS reply still earns GS I.
+    assert records["127.0.2.2"].command_set == "escpos"
+    assert bytes(printer.received).endswith(b"\x1d\x49\x44")
