@@ -14,6 +14,7 @@ import logging
 import random
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,32 @@ RECEIVE_MAXIMUM = 100
 MAX_QOS0_QUEUED = 1000
 # Acks and PUBACKs are tiny: without this, Nagle holds them for the peer's delayed ACK (~40 ms).
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+# Linux only (tcp(7) TCP_QUICKACK); None elsewhere, where the re-arm is skipped.
+TCP_QUICKACK: int | None = (
+    getattr(socket, "TCP_QUICKACK", None) if sys.platform == "linux" else None
+)
+
+AfterRead = Callable[[socket.socket], None]
+
+
+def rearm_quickack(sock: socket.socket) -> None:
+    """Send the ACK for what was just read now, not after the delayed-ACK timer (tcp(7)).
+
+    The broker's bytes wait for our ACK when its socket has Nagle on (mosquitto's default,
+    `set_tcp_nodelay false`): after our QoS 1 ack, its 4-byte PUBACK is unacknowledged, and
+    its next PUBLISH to us is held until our kernel's delayed ACK fires (~40 ms). Setting
+    TCP_QUICKACK pushes a pending ACK at once and leaves "pingpong" mode, but the kernel
+    returns to delayed ACKs after our next send ("not permanent", tcp(7)), so it is set
+    again after every read.
+    """
+    if TCP_QUICKACK is None:
+        return
+    # A socket that closed under us (broker gone) is handled by paho's own read path.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+
+
+DEFAULT_AFTER_READ: AfterRead | None = rearm_quickack if TCP_QUICKACK is not None else None
 
 
 @dataclass(frozen=True)
@@ -80,16 +107,24 @@ class _GuardedLoop:
     socket's, and that connect or status read never completes (seen as loopback connects
     timing out right after a broker kill -9). A registration runs only while the fd is
     still paho's own socket.
+
+    The reader callback registered for paho's socket is also where every read of the MQTT
+    socket happens (paho's `loop_read`), so `after_read` runs there, after each one.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, paho: Any) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, paho: Any, after_read: AfterRead | None = None
+    ) -> None:
         self._loop = loop
         self._paho = paho
+        self._after_read = after_read
 
     def call_soon_threadsafe(self, callback: Any, *args: Any, **kwargs: Any) -> Any:
         """Pass through, except fd registrations, which are checked when they run."""
         if args and callback in (self._loop.add_reader, self._loop.add_writer):
             fd = args[0]
+            if callback == self._loop.add_reader and self._after_read is not None:
+                args = (fd, self._reading(args[1]), *args[2:])
 
             def guarded() -> None:
                 sock = self._paho.socket()
@@ -98,6 +133,18 @@ class _GuardedLoop:
 
             return self._loop.call_soon_threadsafe(guarded, **kwargs)
         return self._loop.call_soon_threadsafe(callback, *args, **kwargs)
+
+    def _reading(self, read: Callable[[], None]) -> Callable[[], None]:
+        after_read = self._after_read
+        assert after_read is not None
+
+        def read_then() -> None:
+            read()
+            sock = self._paho.socket()
+            if sock is not None:
+                after_read(sock)
+
+        return read_then
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loop, name)
@@ -120,9 +167,12 @@ class MqttLink:
         will: LastWill | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        after_read: AfterRead | None = DEFAULT_AFTER_READ,
     ) -> None:
         self.settings = settings
         self.will = will
+        # Run on paho's socket after each read of it: the TCP_QUICKACK re-arm on Linux.
+        self.after_read = after_read
         self.backoff = backoff or Backoff(base=0.5, factor=2.0, cap=30.0)
         self.rng = rng or random.Random()
         self.generation = 0
@@ -281,7 +331,7 @@ class MqttLink:
         paho.on_disconnect = on_disconnect
         paho.on_message = on_message
         loop = asyncio.get_running_loop()
-        client._loop = _GuardedLoop(loop, paho)  # type: ignore[assignment]
+        client._loop = _GuardedLoop(loop, paho, self.after_read)  # type: ignore[assignment]
         original_socket_close = paho.on_socket_close
         assert original_socket_close is not None
 
