@@ -308,11 +308,16 @@ async def watch_loop_lag(period: float = 0.1, warn_after: float = 0.25) -> None:
 
 
 async def checkpoint_forever(ledger: Ledger) -> None:
-    """WAL checkpoints in a thread every second, so their fsync never stalls the loop."""
+    """WAL checkpoints in a thread every second, so their fsync never stalls the loop.
+
+    A second without a commit counts as idle: the WAL is then truncated to nothing.
+    """
+    seen = ledger.commits
     while True:
         await asyncio.sleep(CHECKPOINT_EVERY_S)
+        idle, seen = ledger.commits == seen, ledger.commits
         try:
-            await asyncio.to_thread(ledger.checkpoint)
+            await asyncio.to_thread(ledger.checkpoint, idle=idle)
         except LedgerError as exc:
             log.warning("%s", exc)
 

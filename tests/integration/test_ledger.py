@@ -121,3 +121,55 @@ async def test_background_checkpoints_keep_the_wal_bounded(tmp_path):
         assert ledger.count() == 4500
     # Without checkpoints the WAL would hold all 4500 inserts; with them it is reused.
     assert sizes[2] <= sizes[0] * 1.5
+
+
+# --- the WAL stays bounded (issue 12) ------------------------------------------------------
+
+
+def fill(ledger, prefix, n):
+    for i in range(n):
+        claim(ledger, f"{prefix}-{i}", status="opened")
+
+
+def test_an_idle_checkpoint_truncates_the_wal_and_a_busy_one_does_not(tmp_path):
+    with Ledger.open(tmp_path / "l.db", background_checkpoints=True) as ledger:
+        fill(ledger, "a", 300)
+        busy = ledger.checkpoint(idle=False)  # negative control: passive leaves the file
+        assert busy == ledger.wal_bytes() > 0
+        fill(ledger, "b", 300)
+        assert ledger.checkpoint(idle=True) == ledger.wal_bytes() == 0
+        assert ledger.count() == 600  # nothing lost by the truncation
+
+
+def test_past_the_cap_a_busy_checkpoint_truncates_too(tmp_path):
+    with Ledger.open(tmp_path / "l.db", background_checkpoints=True, wal_cap_bytes=1) as ledger:
+        fill(ledger, "a", 300)
+        assert ledger.checkpoint(idle=False) == 0
+    with Ledger.open(tmp_path / "m.db", background_checkpoints=True) as ledger:
+        fill(ledger, "a", 300)
+        assert 0 < ledger.wal_bytes() < ledger.wal_cap_bytes
+        assert ledger.checkpoint(idle=False) > 0  # under the cap: not truncated
+
+
+@pytest.mark.parametrize(("limit", "bounded"), [(64 * 1024, True), (-1, False)])
+def test_journal_size_limit_cuts_the_wal_back_at_its_restart(tmp_path, limit, bounded):
+    cap = 1 << 40  # only the limit acts here
+    path = tmp_path / "l.db"
+    with Ledger.open(
+        path, background_checkpoints=True, wal_limit_bytes=limit, wal_cap_bytes=cap
+    ) as ledger:
+        fill(ledger, "a", 3000)
+        grown = ledger.wal_bytes()
+        assert grown > 4 * 64 * 1024
+        ledger.checkpoint()  # complete (no other writer), so the next write restarts the WAL
+        claim(ledger, "after")
+        # -1 (no limit) is the negative control: the restarted WAL keeps its old size.
+        assert (ledger.wal_bytes() <= 64 * 1024) is bounded
+
+
+def test_commits_counts_write_transactions(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        before = ledger.commits
+        fill(ledger, "a", 3)
+        claim(ledger, "a-0")  # a duplicate rolls back: not a commit
+        assert ledger.commits == before + 3
