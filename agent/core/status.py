@@ -74,24 +74,35 @@ def valid_dle_eot_byte(b: int) -> bool:
 
 
 def parse_dle_eot(reply: bytes) -> PrinterStatus:
-    """Decode the four replies to DLE EOT 1, 2, 3, 4 sent in that order."""
-    if len(reply) != 4:
-        raise StatusError(f"expected 4 DLE EOT reply bytes, got {len(reply)}")
+    """Decode the replies to DLE EOT 1, 2, 3, 4 sent in that order; 1 to 4 of them.
+
+    Some clones answer only `DLE EOT 1` (PROTOCOLS §2.1 n=1 is the one every ESC/POS
+    printer has): that byte alone says online and drawer; what the missing replies would
+    have said (cover, error, paper) stays unknown (None), it is not "fine".
+    """
+    if not 1 <= len(reply) <= 4:
+        raise StatusError(f"expected 1 to 4 DLE EOT reply bytes, got {len(reply)}")
     if not all(valid_dle_eot_byte(b) for b in reply):
         raise StatusError(f"not DLE EOT replies: {reply.hex(' ')}")
-    printer, offline, error, paper = reply
-    if paper & 0x60:
-        paper_state = Paper.OUT
-    elif paper & 0x0C:
-        # Some clones set only one of each bit pair (PROTOCOLS §2.1 n=4), so test either.
-        paper_state = Paper.NEAR_END
-    else:
-        paper_state = Paper.OK
+    printer = reply[0]
+    offline, error, paper = (reply[i] if i < len(reply) else None for i in (1, 2, 3))
+    paper_state = None
+    if paper is not None:
+        if paper & 0x60:
+            paper_state = Paper.OUT
+        elif paper & 0x0C:
+            # Some clones set only one of each bit pair (PROTOCOLS §2.1 n=4), so test either.
+            paper_state = Paper.NEAR_END
+        else:
+            paper_state = Paper.OK
+    errors = None
+    if offline is not None:
+        errors = bool(offline & 0x40) or (error is not None and bool(error & 0x68))
     return PrinterStatus(
         online=not printer & 0x08,
         paper=paper_state,
-        cover_open=bool(offline & 0x04),
-        error=bool(offline & 0x40) or bool(error & 0x68),
+        cover_open=None if offline is None else bool(offline & 0x04),
+        error=errors,
         drawer_pin_high=bool(printer & 0x04),
     )
 

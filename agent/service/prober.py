@@ -1,13 +1,16 @@
 """Periodic printer probes, the post-pulse sensor read, retained status and left-open alerts.
 
 A probe is TCP connect + real-time status (ESC/POS `DLE EOT 1`-`4`, PROTOCOLS §2.1; Star
-`ESC ACK SOH`, §2.5): nothing that prints. It holds the printer's dispatch lock, so it never
-talks to a printer while a pulse is being written, and it never keeps the connection.
+`ESC ACK SOH`, §2.5): nothing that prints. An ESC/POS printer that answers only `DLE EOT 1`
+is online with paper, cover and error unknown, never unreachable. It holds the printer's
+dispatch lock, so it never talks to a printer while a pulse is being written, and it never
+keeps the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +27,7 @@ from agent.core.status import (
     open_level,
     parse_dle_eot,
     parse_star_asb,
+    valid_dle_eot_byte,
 )
 from agent.core.topics import Topics
 from agent.io import printer_link
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 1.0
+# After the DLE EOT 1 reply, how long DLE EOT 2-4's replies may take (real printers answer
+# in a few ms) before they count as unanswered and paper, cover and error read unknown.
+REST_REPLIES_S = 0.2
 # A drawer springs open within a few hundred ms of the pulse; read the sensor after that.
 SENSOR_DELAY_S = 0.4
 # The whole post-pulse read (lock wait, connect, reply) is bounded so the ack is not held.
@@ -57,11 +64,39 @@ async def query_status(
     """One short connection: send the real-time status requests, read and decode the reply."""
     request = b"".join(status_requests(command_set))
     if command_set is CommandSet.ESCPOS:
-        # One byte per DLE EOT n, in request order (§2.1).
-        return parse_dle_eot(await printer_link.exchange(host, port, request, 4, timeout=timeout))
+        read = _dle_eot_replies(min(REST_REPLIES_S, timeout / 2))
+        reply = await printer_link.exchange(host, port, request, read, timeout=timeout)
+        # One byte per DLE EOT n, in request order (§2.1); keep the well-formed ones.
+        return parse_dle_eot(reply[: _leading_valid(reply)])
     return parse_star_asb(
         await printer_link.exchange(host, port, request, printer_link.read_asb, timeout=timeout)
     )
+
+
+def _dle_eot_replies(rest_timeout: float) -> printer_link.ReadReply:
+    """Read DLE EOT 1's reply, then whatever of 2, 3, 4 arrives within `rest_timeout`.
+
+    Every ESC/POS printer answers n = 1; some clones stay silent for n = 2..4. Waiting for
+    all four made such a printer time out and read "unreachable" though it is online.
+    """
+
+    async def read(reader: asyncio.StreamReader) -> bytes:
+        reply = await reader.readexactly(1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rest_timeout):
+                while len(reply) < 4 and (chunk := await reader.read(4 - len(reply))):
+                    reply += chunk
+        return reply
+
+    return read
+
+
+def _leading_valid(reply: bytes) -> int:
+    """How many replies, from the first, have the DLE EOT pattern (at least 1 to be parsed)."""
+    count = 0
+    while count < len(reply) and valid_dle_eot_byte(reply[count]):
+        count += 1
+    return max(1, count)
 
 
 class Prober:

@@ -33,7 +33,21 @@ def test_parse_dle_eot(reply, expected):
     assert parse_dle_eot(bytes.fromhex(reply)) == expected
 
 
-@pytest.mark.parametrize("reply", ["12 12 12", "12 12 12 12 12", "00 12 12 12", "12 12 12 93", ""])
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # A clone that answers DLE EOT 1 only: online and drawer known, the rest unknown.
+        ("16", PrinterStatus(True, None, None, None, True)),
+        ("1a", PrinterStatus(False, None, None, None, False)),
+        ("12 16", PrinterStatus(True, None, True, False, False)),
+        ("12 12 32", PrinterStatus(True, None, False, True, False)),
+    ],
+)
+def test_parse_partial_dle_eot(reply, expected):
+    assert parse_dle_eot(bytes.fromhex(reply)) == expected
+
+
+@pytest.mark.parametrize("reply", ["12 12 12 12 12", "00 12 12 12", "12 12 12 93", "", "00"])
 def test_parse_dle_eot_refuses_non_status(reply):
     with pytest.raises(StatusError):
         parse_dle_eot(bytes.fromhex(reply))
