@@ -312,7 +312,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    print(f"{'id':<22} {'vendor':<8} {'model':<24} {'command set':<13} {'drawers':>7}  notes")
+    print(
+        f"{'id':<22} {'vendor':<8} {'model':<26} {'command set':<13} {'drawers':>7}  "
+        f"{'connections':<34} notes"
+    )
     for m in catalogue.MODELS:
         flags = []
         if m.raster_only:
@@ -322,8 +325,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if m.realtime_pulse:
             flags.append("real-time pulse")
         print(
-            f"{m.id:<22} {m.vendor:<8} {m.name:<24} {m.command_set!s:<13} {m.drawers:>7}  "
-            f"{', '.join(flags)}"
+            f"{m.id:<22} {m.vendor:<8} {m.name:<26} {m.command_set!s:<13} {m.drawers:>7}  "
+            f"{','.join(m.connections):<34} {', '.join(flags)}"
         )
     return EXIT_OK
 

@@ -409,7 +409,8 @@ def _printer(sec: Section, pid: str) -> PrinterSettings:
                 sec.key("command_set"), f"{model.id} speaks {model.command_set}, not {raw_cs}"
             )
         if model is not None and values["drawer"] > model.drawers:
-            raise ConfigError(sec.key("drawer"), f"{model.name} has only drawer 1")
+            has = "no drawer kick connector" if not model.drawers else "only drawer 1"
+            raise ConfigError(sec.key("drawer"), f"{model.name} has {has}")
         problem = check_pulse(command_set, values["pulse_on_ms"], values["pulse_off_ms"])
         if problem:
             raise ConfigError(f"printers.{pid}.pulse_on_ms", problem)

@@ -23,6 +23,7 @@ VENDOR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bBIXOLON\b", re.IGNORECASE), "Bixolon"),
     (re.compile(r"\bCITIZEN\b", re.IGNORECASE), "Citizen"),
     (re.compile(r"\bSNBC\b|\bBEIYANG\b", re.IGNORECASE), "SNBC"),
+    (re.compile(r"\bSEWOO\b|\bLUKHAN\b", re.IGNORECASE), "Sewoo"),
     (re.compile(r"\bSEIKO\s+INSTRUMENTS\b|\bSII\b", re.IGNORECASE), "Seiko Instruments"),
     # Star model strings (PROTOCOLS §1.4) identify the vendor even without the word "Star".
     (
@@ -41,15 +42,20 @@ MODEL_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\bSRP-[A-Z0-9]+", re.IGNORECASE),  # Bixolon
     re.compile(r"\b(?:CT-[A-Z]\d+[A-Z0-9]*|CBM-?\d+[A-Z0-9]*|iDP-?\d+)", re.IGNORECASE),  # Citizen
     re.compile(r"\bRP-[A-Z]\d+[A-Z0-9]*", re.IGNORECASE),  # Seiko Instruments RP-F10
+    re.compile(r"\bLK-T\d+[A-Z0-9]*", re.IGNORECASE),  # Sewoo LK-T21
 )
 
 # Star model → command set, first match wins (PROTOCOLS §1.4, Star SDK ModelCapability).
+# Model rules come before the `(STR_T-001)`/`(STR-001)` suffix rules: the SP700 dot-impact
+# reports `SP742 (STR-001)` but speaks STAR command mode (BEL/SUB, ASB), not StarPRNT, and
+# a TSP100 (I-III) is raster-only Star Graphic whatever suffix its NIC adds.
 STAR_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bSTR_T-001\b", re.IGNORECASE), "star-line"),
-    (re.compile(r"\bSTR-001\b", re.IGNORECASE), "star-prnt"),
     (re.compile(r"\bTSP1[04]\dIV|\bTSP100IV", re.IGNORECASE), "star-prnt"),
     (re.compile(r"\bTSP1\d\d(?!\d)", re.IGNORECASE), "star-graphic"),  # TSP100/113/143 I-III
-    (re.compile(r"\bMCP[23]\d|\bmPOP\b|\bBSC10II\b", re.IGNORECASE), "star-prnt"),
+    (re.compile(r"\bSP7\d\d", re.IGNORECASE), "star-line"),  # SP700: STAR dot-impact mode
+    (re.compile(r"\bSTR_T-001\b", re.IGNORECASE), "star-line"),
+    (re.compile(r"\bSTR-001\b", re.IGNORECASE), "star-prnt"),
+    (re.compile(r"\bMCP[23]\d|\bmPOP\b|\bBSC10II\b|\bL20\d\b", re.IGNORECASE), "star-prnt"),
     (re.compile(r"\bBSC10(?!II)\b", re.IGNORECASE), "escpos"),
     (re.compile(r"\bTSP(65\d|7\d\d|8\d\d)|\bFVP10\b|\bTUP5\d\d", re.IGNORECASE), "star-line"),
 )
@@ -66,7 +72,7 @@ _DEVICE_ID_KEYS = {
     "SERN": "SN",
     "SERIALNUMBER": "SN",
 }
-_ESCPOS_VENDORS = frozenset({"Epson", "Bixolon", "Citizen", "SNBC"})
+_ESCPOS_VENDORS = frozenset({"Epson", "Bixolon", "Citizen", "SNBC", "Sewoo"})
 _STAR_SUFFIX = re.compile(r"\s*\((?:STR_T|STR)-001\)\s*$", re.IGNORECASE)
 
 

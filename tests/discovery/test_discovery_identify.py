@@ -151,6 +151,13 @@ def test_parse_device_id(text: str, fields: dict[str, str]) -> None:
             Clues(device_id="MFG:Star;MDL:Foo;CMD:STARPRNT;"),
             Identification("Star", "Foo", "star-prnt"),
         ),
+        # Model rules beat the STR suffix: SP700 is STAR dot-impact, TSP100 raster-only.
+        (Clues(mdl="SP742 (STR-001)"), Identification("Star", "SP742", "star-line")),
+        (
+            Clues(mdl="TSP143IIILAN (STR_T-001)"),
+            Identification("Star", "TSP143IIILAN", "star-graphic"),
+        ),
+        (Clues(mfg="LUKHAN", mdl="LK-T21"), Identification("Sewoo", "LK-T21", "escpos")),
         # A bare CMD:STAR leaves the dialect to the model rules.
         (
             Clues(device_id="MFG:Star;MDL:TSP143IIILAN;CMD:STAR;"),

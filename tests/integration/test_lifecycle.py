@@ -159,6 +159,17 @@ def test_models_json_lists_the_catalogue():
     assert models["star-tsp100iii"]["command_set"] == "star-graphic"
     assert models["star-tsp100iii"]["raster_only"] is True
     assert models["epson-tm-t88v"]["profile"]["vendor"] == "Epson"
+    assert models["star-mpop"]["connections"] == ["usb", "bluetooth"]
+    assert models["epson-tm-m30"]["connections"] == ["lan", "wifi", "usb", "bluetooth"]
+
+
+def test_models_table_shows_the_connections():
+    result = cli("models")
+    assert result.returncode == 0
+    header, *rows = result.stdout.splitlines()
+    assert "connections" in header
+    [tsp143iiiu] = [r for r in rows if r.startswith("star-tsp143iiiu ")]
+    assert " usb " in f" {tsp143iiiu} " and "raster-only" in tsp143iiiu
 
 
 async def test_kick_by_host_pulses_the_virtual_printer():
