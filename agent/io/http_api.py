@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from agent.core.errors import LedgerError
+from agent.core.errors import AgentError, LedgerError
 from agent.io.metrics import CONTENT_TYPE
 from agent.service.dispatcher import Job
 
@@ -34,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def make_app(agent: Agent) -> web.Application:
     """Build the aiohttp application for a running agent."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[degraded])
     app[AGENT] = agent
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -44,6 +44,15 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/api/config", protected(config))
     app.router.add_post("/api/printers/{printer_id}/kick", protected(kick))
     return app
+
+
+@web.middleware
+async def degraded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A part that fails (the ledger, the broker) is a 503 naming it, never a 500 traceback."""
+    try:
+        return await handler(request)
+    except AgentError as exc:
+        return _problem(503, f"{type(exc).__name__}: {exc}")
 
 
 def protected(handler: Handler) -> Handler:

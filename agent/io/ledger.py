@@ -9,13 +9,15 @@ loses at most the last commits on power loss, which docs/security.md states.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from agent.core.errors import LedgerError
 
@@ -71,6 +73,10 @@ WAL_LIMIT_BYTES = 4 * 1024 * 1024
 # writes a passive checkpoint never catches up with the last frame, so the WAL never
 # restarts and journal_size_limit never applies.
 WAL_CAP_BYTES = 16 * 1024 * 1024
+P = ParamSpec("P")
+R = TypeVar("R")
+# SQLite result codes that mean the file itself is damaged (sqlite.org/rescode.html).
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 PENDING = "pending"
 SENDING = "sending"
@@ -112,6 +118,22 @@ def must_truncate(wal_bytes: int, *, idle: bool, cap: int) -> bool:
     return wal_bytes > cap or (idle and wal_bytes > 0)
 
 
+def _translated(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatenate[Ledger, P], R]:
+    """Every sqlite3 error of `method` leaves as LedgerError, and is remembered for readiness."""
+
+    @functools.wraps(method)
+    def wrapper(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        except LedgerError as exc:
+            self.fault = str(exc)
+            raise
+
+    return wrapper
+
+
 class Ledger:
     """Open with `Ledger.open(path)`; use as a context manager to close it."""
 
@@ -122,6 +144,9 @@ class Ledger:
         self.wal_cap_bytes = WAL_CAP_BYTES
         # Committed write transactions; the checkpoint task compares it to spot idle time.
         self.commits = 0
+        # The last failure seen, until a readiness probe proves the ledger works again.
+        self.fault: str | None = None
+        self._damaged = False
 
     @classmethod
     def open(
@@ -178,6 +203,7 @@ class Ledger:
             self._checkpointer.close()
         self._conn.close()
 
+    @_translated
     def checkpoint(self, *, idle: bool = False) -> int:
         """Copy the WAL into the database (run it in a thread); return the WAL's size after.
 
@@ -187,14 +213,11 @@ class Ledger:
         """
         if self._checkpointer is None:
             return 0
-        try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        size = self.wal_bytes()
+        if must_truncate(size, idle=idle, cap=self.wal_cap_bytes):
+            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             size = self.wal_bytes()
-            if must_truncate(size, idle=idle, cap=self.wal_cap_bytes):
-                self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                size = self.wal_bytes()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: checkpoint failed: {exc}") from None
         return size
 
     def wal_bytes(self) -> int:
@@ -205,10 +228,12 @@ class Ledger:
             return 0
 
     @property
+    @_translated
     def schema_version(self) -> int:
         """Current schema version."""
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
+    @_translated
     def claim(
         self,
         *,
@@ -252,20 +277,21 @@ class Ledger:
                 )
         except sqlite3.IntegrityError:
             return self.get(event_id)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: {exc}") from None
         return None
 
+    @_translated
     def mark_sending(self, event_id: str, attempt: int) -> None:
         """An attempt is about to write to the printer: from now on it is never resent."""
         self._update(
             "UPDATE events SET state=?, attempts=? WHERE event_id=?", (SENDING, attempt, event_id)
         )
 
+    @_translated
     def mark_not_sent(self, event_id: str) -> None:
         """The last attempt failed before any byte was written; a restart may resume it."""
         self._update("UPDATE events SET state=? WHERE event_id=?", (PENDING, event_id))
 
+    @_translated
     def finish(
         self,
         event_id: str,
@@ -295,10 +321,12 @@ class Ledger:
             ),
         )
 
+    @_translated
     def mark_acked(self, event_id: str) -> None:
         """The ack for this event reached the broker."""
         self._update("UPDATE events SET acked=1 WHERE event_id=?", (event_id,))
 
+    @_translated
     def reject(self, *, event_id: str | None, reason: str, size: int, received_at: float) -> None:
         """Keep a refused message in the audit trail without claiming its event_id."""
         self._update(
@@ -306,6 +334,7 @@ class Ledger:
             (received_at, event_id, reason, size),
         )
 
+    @_translated
     def audit(self, *, kind: str, printer_id: str | None, detail: str, at: float) -> None:
         """Record something that changed how drawers are reached (an address move, ...)."""
         self._update(
@@ -313,6 +342,7 @@ class Ledger:
             (at, kind, printer_id, detail),
         )
 
+    @_translated
     def recent_audit(self, limit: int = 100) -> list[dict[str, object]]:
         """Newest audit entries first."""
         cur = self._conn.execute(
@@ -323,15 +353,18 @@ class Ledger:
             for r in cur.fetchall()
         ]
 
+    @_translated
     def get(self, event_id: str) -> EventRow | None:
         """One event by id."""
         rows = self._select("WHERE event_id=?", (event_id,))
         return rows[0] if rows else None
 
+    @_translated
     def unfinished(self) -> list[EventRow]:
         """Events a previous run accepted but did not finish, oldest first."""
         return self._select("WHERE state != 'final' ORDER BY received_at", ())
 
+    @_translated
     def unacked(self, limit: int = 1000) -> list[EventRow]:
         """Final events whose ack never reached the broker, oldest first."""
         return self._select(
@@ -339,6 +372,7 @@ class Ledger:
             (limit,),
         )
 
+    @_translated
     def recent(self, limit: int = 100, since: float | None = None) -> list[EventRow]:
         """Newest events first: the audit trail."""
         return self._select(
@@ -346,6 +380,7 @@ class Ledger:
             (since if since is not None else 0.0, limit),
         )
 
+    @_translated
     def recent_rejections(self, limit: int = 100) -> list[dict[str, object]]:
         """Newest refused messages first."""
         cur = self._conn.execute(
@@ -357,10 +392,12 @@ class Ledger:
             for r in cur.fetchall()
         ]
 
+    @_translated
     def count(self) -> int:
         """Number of events held."""
         return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
+    @_translated
     def prune(self, before: float) -> int:
         """Delete final events, rejections and audit entries before `before`; return how many."""
         with self._tx():
@@ -375,11 +412,30 @@ class Ledger:
 
     def writable(self) -> bool:
         """True while a write transaction can commit (readiness)."""
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the ledger cannot record an event now, or None; clears a fault that is over."""
         try:
             self._probe_write()
-        except (sqlite3.Error, LedgerError):
-            return False
-        return True
+            if self._damaged:
+                # Damage is only seen when a damaged page is read: check them all once.
+                check = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if check != "ok":
+                    return f"{self.path}: integrity check failed: {check}"
+        except sqlite3.Error as exc:
+            return str(self._failed(exc))
+        except LedgerError as exc:
+            return str(exc)
+        self.fault = None
+        self._damaged = False
+        return None
+
+    def _failed(self, exc: sqlite3.Error) -> LedgerError:
+        """Remember a failure for readiness and translate it."""
+        self.fault = f"{self.path}: {exc}"
+        self._damaged = self._damaged or getattr(exc, "sqlite_errorname", "") in _DAMAGED
+        return LedgerError(self.fault)
 
     def _probe_write(self) -> None:
         # A real write: a no-op UPDATE commits even on a full disk. In WAL mode every
@@ -408,7 +464,7 @@ class Ledger:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: {exc}") from None
+            raise self._failed(exc) from None
         try:
             yield
         except BaseException:
@@ -419,7 +475,7 @@ class Ledger:
         except sqlite3.Error as exc:
             # A failed COMMIT may already have rolled back; keep the real cause in the error.
             self._rollback()
-            raise LedgerError(f"{self.path}: {exc}") from None
+            raise self._failed(exc) from None
         self.commits += 1
 
     def _rollback(self) -> None:
@@ -428,11 +484,8 @@ class Ledger:
                 self._conn.execute("ROLLBACK")
 
     def _update(self, sql: str, args: tuple[object, ...]) -> None:
-        try:
-            with self._tx():
-                self._conn.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: {exc}") from None
+        with self._tx():
+            self._conn.execute(sql, args)
 
     def _select(self, where: str, args: tuple[object, ...]) -> list[EventRow]:
         cur = self._conn.execute(f"SELECT {_COLUMNS} FROM events {where}", args)  # noqa: S608

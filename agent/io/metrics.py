@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent.core.errors import AgentError
 
 if TYPE_CHECKING:
     from agent.core.acks import AckStatus
@@ -85,14 +88,17 @@ class Metrics:
     ) -> None:
         """Read broker state and ledger size when scraped; look event types up in the ledger."""
         self.broker_connected.set_function(lambda: float(connected()))
-        self.ledger_events.set_function(lambda: float(ledger_size()))
+        self.ledger_events.set_function(lambda: _or_nan(ledger_size))
         self._event_type = event_type
 
     def event(self, event_id: str | None, status: AckStatus) -> None:
         """One message reached a final status; refused ones have no trusted type."""
         type_ = None
         if event_id is not None and status.value != "rejected":
-            type_ = self._event_type(event_id)
+            try:
+                type_ = self._event_type(event_id)
+            except AgentError:
+                type_ = None  # the ledger is unreadable; /readyz says so
         self.events.labels(type_ or "unknown", status.value).inc()
 
     def outcome(self, outcome: Outcome) -> None:
@@ -114,3 +120,11 @@ class Metrics:
     def render(self) -> bytes:
         """Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+def _or_nan(read: Callable[[], int]) -> float:
+    """A gauge read from an adapter: NaN (no value) while the adapter fails."""
+    try:
+        return float(read())
+    except AgentError:
+        return math.nan

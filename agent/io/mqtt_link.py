@@ -23,7 +23,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.core.errors import BrokerError, Redeliver
+from agent.core.errors import AgentError, BrokerError
 from agent.core.retry import Backoff
 from agent.core.settings import MqttSettings
 from agent.io.logs import QuietLog
@@ -209,7 +209,9 @@ class MqttLink:
                     self._quiet.recovered("broker %s: faults cleared", self.broker)
                     await on_connect()
                     await self._consume(on_message)
-            except (aiomqtt.MqttError, Redeliver) as exc:
+            except (aiomqtt.MqttError, AgentError) as exc:
+                # Redeliver, or any part failing inside on_connect/on_message (a LedgerError):
+                # unacked messages stay with the broker and come back after the reconnect.
                 self.connected.clear()
                 failures += 1
                 delay = self.backoff.delay(failures, self.rng)

@@ -60,8 +60,9 @@ class Agent:
         """Readiness: connected to the broker with a writable ledger."""
         # The ledger first: an unwritable ledger also drops the broker link on purpose
         # (messages go back to the broker), and the ledger is the cause to report.
-        if not self.ledger.writable():
-            return False, f"ledger {self.ledger.path} is not writable"
+        problem = self.ledger.problem()
+        if problem is not None:
+            return False, f"ledger cannot record events: {problem}"
         if not self.link.connected.is_set():
             return False, f"not connected to broker {self.link.broker}"
         return True, "ok"
@@ -325,7 +326,11 @@ async def checkpoint_forever(ledger: Ledger) -> None:
 async def prune_forever(ledger: Ledger, retention_days: int) -> None:
     """Delete audit rows past retention, now and every hour."""
     while True:
-        removed = ledger.prune(time.time() - retention_days * 86400)
-        if removed:
-            log.info("pruned %d ledger rows older than %d days", removed, retention_days)
+        try:
+            removed = ledger.prune(time.time() - retention_days * 86400)
+        except LedgerError as exc:
+            log.warning("ledger not pruned: %s", exc)  # tried again at the next period
+        else:
+            if removed:
+                log.info("pruned %d ledger rows older than %d days", removed, retention_days)
         await asyncio.sleep(PRUNE_EVERY_S)

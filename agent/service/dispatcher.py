@@ -7,6 +7,7 @@ delays its own queue (no head-of-line blocking across printers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -249,7 +250,9 @@ class Dispatcher:
                         ),
                     )
                 except PrinterUnreachable as exc:
-                    self.ledger.mark_not_sent(job.event_id)
+                    with contextlib.suppress(LedgerError):
+                        # Left 'sending': a restart then fails it rather than resend it.
+                        self.ledger.mark_not_sent(job.event_id)
                     last_error = f"{exc.host}:{exc.port}: {exc.reason}"
                     quiet.warning("printer %s: %s", job.printer_id, last_error)
                 else:

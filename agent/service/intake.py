@@ -76,7 +76,12 @@ class AckPublisher:
         Acks already queued, and events in `skip` (their ack is still coming), are not
         queued twice: one message, one ack.
         """
-        for row in self.ledger.unacked():
+        try:
+            rows = self.ledger.unacked()
+        except LedgerError as exc:
+            log.error("unsent acks not read, tried again at the next connect: %s", exc)
+            return
+        for row in rows:
             if row.event_id in self.queued_ids or row.event_id in skip:
                 continue
             self.put(

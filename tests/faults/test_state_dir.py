@@ -82,6 +82,7 @@ async def test_ledger_unwritable_while_running_keeps_messages_with_the_broker(
             pulses_during = len(vp.pulses)
             acked_during = pos.final(ev["event_id"])
             in_ledger_during = ledger_row(db, ev["event_id"])
+            alive_during = agent.proc.returncode is None
             _fsize(agent.proc.pid, None)  # space again
             recovered = await pos.wait_final([ev["event_id"]], 15)
             ack = pos.final(ev["event_id"]) or {"status": "no ack"}
@@ -94,6 +95,7 @@ async def test_ledger_unwritable_while_running_keeps_messages_with_the_broker(
         f"ack={acked_during} {in_ledger_during}; after: {ack['status']} pulses={len(vp.pulses)} "
         f"recovered={recovered} stale-disconnect reconnects={reconnects}"
     )
+    assert alive_during, "the agent exited when its ledger could not write"
     assert ready_before == 200 and ready_after == 200
     assert pulses_during == 0 and acked_during is None  # nothing done without a record
     assert in_ledger_during == "not in the ledger"

@@ -1,0 +1,143 @@
+"""A ledger that breaks under a running agent: it stays up, refuses to pulse, says why."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from agent.devtools.emulator import VirtualPrinterServer
+from tests.faults.harness import AgentProcess, ReliablePos, event, write_config
+
+pytestmark = pytest.mark.broker
+
+PAGE = 4096  # SQLite's default page size (sqlite.org/fileformat.html §1.3.2)
+
+
+def _files(db: Path) -> tuple[Path, Path, Path]:
+    return db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+
+
+def _snapshot(db: Path) -> tuple[bytes, bytes]:
+    """The database and its WAL, read twice until both reads agree (the agent is idle)."""
+    main, wal, _shm = _files(db)
+    while True:
+        first = (main.read_bytes(), wal.read_bytes())
+        if first == (main.read_bytes(), wal.read_bytes()):
+            return first
+
+
+def _overwrite(path: Path, data: bytes, at: int = 0, *, truncate: bool = True) -> None:
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(data)
+        if truncate:
+            f.truncate(at + len(data))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _reindex(db: Path) -> None:
+    """Zero the WAL-index header: every connection rebuilds it from the WAL at its next
+    transaction (sqlite.org/walformat.html §2.1), instead of trusting its cached pages.
+    The file is memory-mapped by the agent: never shortened (that would be SIGBUS)."""
+    _overwrite(_files(db)[2], b"\0" * 136, truncate=False)
+
+
+def _corrupt(db: Path, keep: int) -> None:
+    """Overwrite the file from byte `keep` on, and the whole WAL."""
+    main, wal, _shm = _files(db)
+    _overwrite(main, b"\xa5" * (main.stat().st_size - keep), keep)
+    _overwrite(wal, b"\xa5" * wal.stat().st_size)
+    _reindex(db)
+
+
+def _restore(db: Path, saved: tuple[bytes, bytes]) -> None:
+    main, wal, _shm = _files(db)
+    _overwrite(main, saved[0])
+    _overwrite(wal, saved[1])
+    _reindex(db)
+
+
+async def _ready(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    try:
+        async with http.get(url) as resp:
+            return resp.status, (await resp.json())["reason"]
+    except aiohttp.ClientConnectionError as exc:
+        return 0, f"no answer: {exc}"
+
+
+async def _checkpointed(db: Path, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the agent's checkpoint has put the schema into the file itself."""
+    async with asyncio.timeout(timeout):
+        while b"CREATE TABLE events" not in db.read_bytes()[:PAGE]:
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        # Header and schema (page 1) intact, every table garbage: SQLITE_CORRUPT.
+        (PAGE, "database disk image is malformed"),
+        # Nothing intact, not even the header: SQLITE_NOTADB.
+        (0, "file is not a database"),
+    ],
+    ids=["damaged-pages", "damaged-header"],
+)
+async def test_corrupted_ledger_under_a_running_agent(
+    mosquitto, tmp_path, agent_proc, keep, expected
+):
+    db = tmp_path / "ledger.db"
+    async with VirtualPrinterServer(name="p") as vp:
+        config = write_config(
+            tmp_path / "agent.toml",
+            broker_port=mosquitto.port,
+            printers={"p": vp.port},
+            terminals={"T1": "p"},
+            db=db,
+        )
+        agent = AgentProcess(config)
+        agent_proc.append(agent)
+        async with (
+            ReliablePos(mosquitto.port, "pos-corrupt") as pos,
+            aiohttp.ClientSession() as http,
+        ):
+            await agent.start()
+            await pos.wait_online(set())
+            url = f"http://127.0.0.1:{await agent.http_port()}/readyz"
+            first = event("T1")
+            pos.send(first)
+            assert await pos.wait_final([first["event_id"]], 10)
+            assert (pos.final(first["event_id"]) or {})["status"] == "opened"
+            ready_before = await _ready(http, url)
+            await _checkpointed(db)
+            good = _snapshot(db)
+            _corrupt(db, keep)
+            mark = len(agent.lines)
+            second = event("T1")
+            pos.send(second)
+            await agent.wait_log(r"ledger error, message left with the broker", after=mark)
+            ready_during = await _ready(http, url)
+            pulses_during = len(vp.pulses)
+            acked_during = pos.final(second["event_id"])
+            assert agent.proc is not None
+            alive_during = agent.proc.returncode is None
+            _restore(db, good)
+            recovered = await pos.wait_final([second["event_id"]], 20)
+            ack = pos.final(second["event_id"]) or {"status": "no ack"}
+            ready_after = await _ready(http, url)
+    print(
+        f"\ncorrupt ledger: readyz before={ready_before} during={ready_during} "
+        f"after={ready_after}; during: pulses={pulses_during} ack={acked_during} "
+        f"alive={alive_during}; after: {ack['status']} pulses={len(vp.pulses)}\n{agent.log(15)}"
+    )
+    assert ready_before[0] == 200
+    assert alive_during, "the agent exited when its ledger was corrupted"
+    assert pulses_during == 1 and acked_during is None  # no pulse, no false "opened"
+    assert ready_during[0] == 503 and "ledger" in ready_during[1], ready_during
+    assert recovered and ack["status"] == "opened" and len(vp.pulses) == 2
+    assert ready_after[0] == 200
+    assert expected in ready_during[1], ready_during
