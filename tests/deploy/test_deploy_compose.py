@@ -1,9 +1,8 @@
-"""docker/compose.yaml, checked without Docker.
+"""docker/compose.yaml, checked statically (fast, no engine needed).
 
-There is no ``docker compose`` on these machines (only the client binary, without the
-compose plugin), so the file is parsed with PyYAML and checked in Python: every referenced
-file exists, names and ports agree with the agent config and the broker config, images are
-pinned, and the agent runs unprivileged. These checks fail on a broken file rather than skip.
+The file is parsed with PyYAML and checked in Python: every referenced file exists, names and
+ports agree with the agent config and the broker config, images are pinned, and the agent runs
+unprivileged. test_deploy_compose_runtime.py then runs it for real on a Docker engine.
 """
 
 from __future__ import annotations
@@ -27,7 +26,10 @@ SERVICE_KEYS = {
     "build", "image", "command", "entrypoint", "user", "restart", "depends_on", "volumes",
     "secrets", "ports", "environment", "healthcheck", "read_only", "tmpfs", "cap_drop",
     "security_opt", "networks", "expose", "init", "stop_grace_period", "logging",
+    "devices", "group_add",
 }  # fmt: skip
+# compose.yaml's variables (docker/.env and the header comment name them), with defaults.
+PORT_VARIABLE = "DRAWER_AGENT_HTTP_PORT"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,8 @@ def test_agent_service(services: dict[str, dict[str, Any]], agent_config: dict[s
     host, _, port = agent_config["http"]["listen"].rpartition(":")
     assert host == "0.0.0.0", "inside a container the API must listen on all interfaces"
     (published,) = agent["ports"]
-    assert re.fullmatch(rf"127\.0\.0\.1:\d+:{port}", published), published
+    # The host port is a variable with a default, so that a second copy can run beside.
+    assert re.fullmatch(rf"127\.0\.0\.1:\$\{{{PORT_VARIABLE}:-\d+\}}:{port}", published), published
 
 
 def test_config_secrets_are_the_mounted_compose_secrets(
@@ -211,6 +214,33 @@ def test_mosquitto_service_mounts_its_config(services: dict[str, dict[str, Any]]
         assert (folder / path.removeprefix("/mosquitto/config/")).is_file(), path
     assert options["persistence_location"].rstrip("/") in mounts
     assert options["allow_anonymous"] == "false"
+
+
+def test_project_name_comes_from_dot_env(compose: dict[str, Any]) -> None:
+    """docker-compose v1 (Debian bookworm) rejects a top-level name; both read .env."""
+    assert "name" not in compose
+    env = dict(
+        line.split("=", 1)
+        for line in (DOCKER / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env == {"COMPOSE_PROJECT_NAME": "drawer-agent-demo"}
+
+
+def test_usb_override_adds_only_the_device(services: dict[str, dict[str, Any]]) -> None:
+    override = yaml.safe_load((DOCKER / "compose.usb.yaml").read_text())
+    assert set(override) == {"services"}
+    assert set(override["services"]) == {"agent"}
+    agent = override["services"]["agent"]
+    assert set(agent) == {"devices", "group_add"}
+    (device,) = agent["devices"]
+    source, _, target = device.rpartition(":")
+    assert source.startswith("${DRAWER_AGENT_PRINTER_DEVICE:?"), "the device must be asked for"
+    assert target == "/dev/drawer-printer"
+    (group,) = agent["group_add"]
+    assert group == "${DRAWER_AGENT_PRINTER_GID:-20}", "dialout is gid 20 on Debian"
+    assert "privileged" not in agent
+    assert services["agent"]["cap_drop"] == ["ALL"], "a device needs no capability"
 
 
 def test_host_networking_is_documented() -> None:
