@@ -108,6 +108,7 @@ class VirtualPrinter:
     sensor_high_when_open: bool | None = None
     answers_dle_eot: frozenset[int] = frozenset({1, 2, 3, 4})
     pulses: list[Pulse] = field(default_factory=list)
+    dle_eot_asked: list[int] = field(default_factory=list)
     printed: int = 0
     _buf: bytearray = field(default_factory=bytearray)
     _star_width: tuple[int, int] = (20, 20)
@@ -165,6 +166,7 @@ class VirtualPrinter:
             if len(b) < 3:
                 return 0
             if b[1] == 0x04:  # DLE EOT n: answered on receipt (Epson APG "DLE EOT")
+                self.dle_eot_asked.append(b[2])
                 if b[2] in self.answers_dle_eot:
                     reply = dle_eot_reply(
                         b[2], pin3_high=self.sensor_high(now), online=self.online, paper=self.paper

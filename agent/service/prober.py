@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 1.0
+# A printer that left DLE EOT 2-4 unanswered is asked DLE EOT 1 alone, and all four again
+# every this many probes (a slow reply once must not hide its paper state for good).
+FULL_STATUS_EVERY = 20
 # After the DLE EOT 1 reply, how long DLE EOT 2-4's replies may take (real printers answer
 # in a few ms) before they count as unanswered and paper, cover and error read unknown.
 REST_REPLIES_S = 0.2
@@ -59,12 +62,18 @@ class Publisher(Protocol):
 
 
 async def query_status(
-    command_set: CommandSet, host: str, port: int, *, timeout: float
+    command_set: CommandSet, host: str, port: int, *, timeout: float, only_first: bool = False
 ) -> PrinterStatus:
-    """One short connection: send the real-time status requests, read and decode the reply."""
+    """One short connection: send the real-time status requests, read and decode the reply.
+
+    `only_first` asks an ESC/POS printer `DLE EOT 1` alone, for a clone known to leave
+    2-4 unanswered: waiting for replies that never come would hold the printer's lock.
+    """
     request = b"".join(status_requests(command_set))
     if command_set is CommandSet.ESCPOS:
-        read = _dle_eot_replies(min(REST_REPLIES_S, timeout / 2))
+        if only_first:
+            request = request[:3]  # DLE EOT 1 (§2.1)
+        read = _dle_eot_replies(0.0 if only_first else min(REST_REPLIES_S, timeout / 2))
         reply = await printer_link.exchange(host, port, request, read, timeout=timeout)
         # One byte per DLE EOT n, in request order (§2.1); keep the well-formed ones.
         return parse_dle_eot(reply[: _leading_valid(reply)])
@@ -82,6 +91,8 @@ def _dle_eot_replies(rest_timeout: float) -> printer_link.ReadReply:
 
     async def read(reader: asyncio.StreamReader) -> bytes:
         reply = await reader.readexactly(1)
+        if rest_timeout <= 0:
+            return reply
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(rest_timeout):
                 while len(reply) < 4 and (chunk := await reader.read(4 - len(reply))):
@@ -128,6 +139,8 @@ class Prober:
         self.alerts: list[health.Alert] = []
         self.probes = 0
         self._watch = {pid: DrawerWatch() for pid in printers}
+        # Probes since a printer last answered only DLE EOT 1; None = it answers all four.
+        self._partial: dict[str, int | None] = dict.fromkeys(printers)
         self._quiet = {pid: QuietLog(log) for pid in printers}
         self._republish = asyncio.Event()
 
@@ -174,9 +187,11 @@ class Prober:
             host, port = address
             async with self.dispatcher.lock_for(printer_id):
                 started = time.perf_counter()
+                partial = self._partial[printer_id]
+                only_first = partial is not None and partial % FULL_STATUS_EVERY != 0
                 try:
                     status = await query_status(
-                        printer.command_set, host, port, timeout=self.timeout
+                        printer.command_set, host, port, timeout=self.timeout, only_first=only_first
                     )
                 except (PrinterUnreachable, StatusError) as exc:
                     reason = exc.reason if isinstance(exc, PrinterUnreachable) else str(exc)
@@ -185,6 +200,11 @@ class Prober:
                     )
                 else:
                     rtt = time.perf_counter() - started
+                    if printer.command_set is CommandSet.ESCPOS:
+                        answered_all = status.paper is not None
+                        self._partial[printer_id] = (
+                            None if answered_all else 1 if partial is None else partial + 1
+                        )
                     current = health.observe(
                         previous,
                         status,
