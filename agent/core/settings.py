@@ -30,6 +30,7 @@ from agent.core.fieldspec import (
     setting,
     table_paths,
 )
+from agent.core.status import open_level
 from discovery.core.model import DiscoveryConfig
 
 __all__ = ["EnvValue", "Settings", "settings_json_schema", "user_tables", "validate"]
@@ -136,7 +137,7 @@ class PrinterSettings:
     drawer: int = setting(1, doc="kick connector pin pair", lo=1, hi=2)
     pulse_on_ms: int = setting(100, doc="pulse on time (default: the model's)", lo=0, hi=10_000)
     pulse_off_ms: int = setting(500, doc="pulse off time (default: the model's)", lo=0, hi=10_000)
-    # None = the command set's vendor default, resolved by agent.core.status.open_level.
+    # Unset = the command set's vendor default, resolved by agent.core.status.open_level.
     drawer_open_level: str | None = setting(
         None,
         doc="drawer sensor level that means open (default: the vendor's, from the command set)",
@@ -423,6 +424,8 @@ def _printer(sec: Section, pid: str) -> PrinterSettings:
         if values["host"] is None and match is None:
             raise ConfigError(f"printers.{pid}", "needs host or match")
         values["realtime_pulse"] = values["realtime_pulse"] and command_set is CommandSet.ESCPOS
+        # Unset polarity becomes the vendor's default, so check-config shows what is used.
+        values["drawer_open_level"] = open_level(values["drawer_open_level"], command_set)
         return PrinterSettings(
             id=pid,
             command_set=command_set,
