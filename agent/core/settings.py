@@ -44,7 +44,19 @@ _NAMES = {"type": "object", "propertyNames": {"pattern": _ID.pattern}}
 class MqttSettings:
     """Broker connection."""
 
-    url: str = setting("mqtt://127.0.0.1:1883", doc="broker URL, mqtt:// or mqtts://")
+    # One URL, or a cluster's nodes (or a primary and a standby) tried in order: a list in
+    # TOML, comma-separated in the environment; kept comma-joined, as the env spells it.
+    url: str = setting(
+        "mqtt://127.0.0.1:1883",
+        doc="broker URL, mqtt:// or mqtts://, or a list of them tried in order on a lost connection",
+        custom=True,
+        schema={
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ]
+        },
+    )
     client_id: str = setting(
         doc="MQTT client id (default drawer-agent-<shop_id>)", derived=True, length=(1, 128)
     )
@@ -62,15 +74,33 @@ class MqttSettings:
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
+        return urlsplit(self.endpoints()[0].url).scheme == "mqtts"
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return self.endpoints()[0].host
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+        return self.endpoints()[0].port
+
+    def endpoints(self) -> tuple[MqttNode, ...]:
+        """Every broker node, in the order they are tried (at least one)."""
+        nodes = []
+        for url in self.url.split(","):
+            parts = urlsplit(url.strip())
+            port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+            nodes.append(MqttNode(url.strip(), parts.hostname or "", port))
+        return tuple(nodes)
+
+
+@dataclass(frozen=True)
+class MqttNode:
+    """One broker address: a cluster node, a primary or a standby."""
+
+    url: str
+    host: str
+    port: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,33 +330,54 @@ def _simple(sec: Section, cls: type[T]) -> T:
 def _mqtt(sec: Section, shop_id: str) -> MqttSettings:
     with sec.closing():
         values = read_keys(sec, MqttSettings, {"client_id": f"drawer-agent-{shop_id}"})
-        settings = MqttSettings(**values)
-        url = settings.url
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ConfigError(sec.key("url"), f"scheme must be mqtt:// or mqtts://, not {url!r}")
-        if parts.username or parts.password:
-            raise ConfigError(
-                sec.key("url"),
-                "must not carry credentials; use mqtt.username and mqtt.password_file",
-            )
-        if not parts.hostname:
-            raise ConfigError(sec.key("url"), f"{url!r} has no host")
-        try:
-            parts.port  # noqa: B018 - urlsplit checks the port only when asked
-        except ValueError:
-            raise ConfigError(sec.key("url"), f"{url!r} has an invalid port") from None
-        if not settings.tls and not settings.allow_insecure and not _is_loopback(parts.hostname):
-            raise ConfigError(
-                sec.key("url"),
-                f"plaintext MQTT to {parts.hostname} would send events and credentials in "
-                "the clear; use mqtts:// or set mqtt.allow_insecure = true",
-            )
+        raw = sec.get("url")
+        if isinstance(raw, list):
+            urls = sec.texts("url", None) or ()
+        elif isinstance(raw, str):
+            urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif raw is None:
+            urls = ("mqtt://127.0.0.1:1883",)
+        else:
+            raise ConfigError(sec.key("url"), "must be a string or a list of strings")
+        if not urls:
+            raise ConfigError(sec.key("url"), "must name at least one broker")
+        settings = MqttSettings(**values, url=",".join(urls))
+        for url in urls:
+            _mqtt_url(sec, url, settings.allow_insecure)
+        nodes = settings.endpoints()
+        if len({urlsplit(n.url).scheme for n in nodes}) > 1:
+            raise ConfigError(sec.key("url"), "mixes mqtt:// and mqtts://; use one scheme")
+        if len({(n.host, n.port) for n in nodes}) < len(nodes):
+            raise ConfigError(sec.key("url"), "names the same broker twice")
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(settings, name)
             if path is not None and not PurePath(path).name:
                 raise ConfigError(sec.key(name), f"{path!r} is not a file path")
         return settings
+
+
+def _mqtt_url(sec: Section, url: str, allow_insecure: bool) -> None:
+    """One broker URL: scheme, no credentials, a host, a valid port, plaintext only locally."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(sec.key("url"), f"scheme must be mqtt:// or mqtts://, not {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError(
+            sec.key("url"),
+            "must not carry credentials; use mqtt.username and mqtt.password_file",
+        )
+    if not parts.hostname:
+        raise ConfigError(sec.key("url"), f"{url!r} has no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ConfigError(sec.key("url"), f"{url!r} has an invalid port") from None
+    if parts.scheme == "mqtt" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            sec.key("url"),
+            f"plaintext MQTT to {parts.hostname} would send events and credentials in "
+            "the clear; use mqtts:// or set mqtt.allow_insecure = true",
+        )
 
 
 def _security(sec: Section) -> SecuritySettings:

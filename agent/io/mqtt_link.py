@@ -2,7 +2,8 @@
 
 It keeps a persistent session (stable client id, clean start off, session expiry), takes
 over PUBACKs (manual ack, so the broker keeps an event until the ledger has it), resubscribes
-after every connect and reconnects forever with capped, jittered backoff.
+after every connect and reconnects forever with capped, jittered backoff, moving on to the
+next configured node (cluster member or standby) after each failed or lost connection.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from paho.mqtt.properties import Properties
 
 from agent.core.errors import AgentError, BrokerError
 from agent.core.retry import Backoff
-from agent.core.settings import MqttSettings
+from agent.core.settings import MqttNode, MqttSettings
 from agent.io.logs import QuietLog
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ class MqttLink:
         self.backoff = backoff or Backoff(base=0.5, factor=2.0, cap=30.0)
         self.rng = rng or random.Random()
         self.generation = 0
+        self.nodes = settings.endpoints()
+        self.node = 0  # index in `nodes` of the one we are on, or trying next
         self.connected = asyncio.Event()
         self.connects = 0
         self._queue: asyncio.Queue[Incoming | _Disconnected] = asyncio.Queue()
@@ -186,8 +189,9 @@ class MqttLink:
 
     @property
     def broker(self) -> str:
-        """host:port, for status messages."""
-        return f"{self.settings.host}:{self.settings.port}"
+        """host:port of the current node, for status messages."""
+        node = self.nodes[self.node]
+        return f"{node.host}:{node.port}"
 
     async def run(
         self,
@@ -196,9 +200,13 @@ class MqttLink:
         on_connect: Callable[[], Awaitable[None]],
     ) -> None:
         """Subscribe to `topic` and feed messages to `on_message`, reconnecting forever."""
-        client = self._make_client()
+        clients: dict[int, aiomqtt.Client] = {}
         failures = 0
         while True:
+            # One client per node, kept: re-entering it reuses its persistent session
+            # settings; the session itself lives in the broker (cluster-wide on a cluster).
+            client = clients.get(self.node) or self._make_client(self.nodes[self.node])
+            clients[self.node] = self._client = client
             try:
                 async with client:
                     self.connects += 1
@@ -215,8 +223,11 @@ class MqttLink:
                 self.connected.clear()
                 failures += 1
                 delay = self.backoff.delay(failures, self.rng)
-                self._quiet.warning("broker %s: %s; reconnecting", self.broker, exc)
-                log.debug("reconnecting in %.2f s", delay)
+                lost = self.broker
+                # In order, wrapping around: a lost node is retried only after the others.
+                self.node = (self.node + 1) % len(self.nodes)
+                self._quiet.warning("broker %s: %s; reconnecting", lost, exc)
+                log.debug("reconnecting to %s in %.2f s", self.broker, delay)
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
@@ -264,7 +275,7 @@ class MqttLink:
                 continue
             await on_message(item)
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, node: MqttNode) -> aiomqtt.Client:
         s = self.settings
         will = None
         if self.will is not None:
@@ -279,8 +290,8 @@ class MqttLink:
         else:
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
         client = aiomqtt.Client(
-            s.host,
-            s.port,
+            node.host,
+            node.port,
             socket_options=NO_DELAY,
             username=s.username,
             password=s.password,
@@ -302,15 +313,19 @@ class MqttLink:
         assert original_connect is not None
         assert original_disconnect is not None
 
+        mine = [0]  # the generation of this client's latest connection
+
         def on_connect(*args: Any, **kwargs: Any) -> None:
             # paho handles packets in order, so every PUBLISH after this CONNACK is tagged
             # with the new generation.
             self.generation += 1
+            mine[0] = self.generation
             original_connect(*args, **kwargs)
 
         def on_disconnect(*args: Any, **kwargs: Any) -> None:
             original_disconnect(*args, **kwargs)
-            self._queue.put_nowait(_Disconnected(self.generation))
+            # This client's own connection, never the one another node's client holds now.
+            self._queue.put_nowait(_Disconnected(mine[0]))
 
         def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
             if msg.qos == 0:
@@ -348,7 +363,6 @@ class MqttLink:
                 loop.remove_writer(fd)
 
         paho.on_socket_close = on_socket_close
-        self._client = client
         return client
 
 
