@@ -48,6 +48,11 @@ class AckPublisher:
         self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=ACK_QUEUE_SIZE)
         self.queued_ids: set[str] = set()
         self.published = 0
+        # Held while an ack is on its way to the broker, so flush() at shutdown waits for the
+        # one run() has in flight: cancelled before its PUBACK, it would stay unacked in the
+        # ledger and be sent a second time after the restart (seen on RabbitMQ, whose
+        # PUBACK follows its disk write).
+        self._sending = asyncio.Lock()
 
     def put(self, ack: Ack) -> None:
         """Queue an ack; when the queue is full the ledger still has it for the resend."""
@@ -63,12 +68,14 @@ class AckPublisher:
         """Publish queued acks forever; on broker loss, wait and resend from the ledger."""
         while True:
             ack = await self.queue.get()
-            await self._publish(ack)
+            async with self._sending:
+                await self._publish(ack)
 
     async def flush(self) -> None:
-        """Publish what is queued now (used at shutdown, under a timeout)."""
-        while not self.queue.empty():
-            await self._publish(self.queue.get_nowait())
+        """Finish the ack in flight and publish what is queued (at shutdown, under a timeout)."""
+        async with self._sending:
+            while not self.queue.empty():
+                await self._publish(self.queue.get_nowait())
 
     async def resend_unacked(self, skip: Collection[str] = ()) -> None:
         """After a (re)connect: queue acks for final events whose ack never reached the broker.
