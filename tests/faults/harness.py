@@ -63,13 +63,18 @@ def write_config(
     db: Path,
     max_age_s: float = 60.0,
     dispatch: str = "connect_timeout_s = 0.5\nwrite_timeout_s = 0.5\n",
+    shop_id: str = "t",
+    client_id: str = "drawer-agent-faults",
+    urls: list[str] | None = None,
+    protocol: str = "5",
 ) -> Path:
-    """A TOML config for `python -m agent run`: loopback broker, HTTP on port 0."""
+    """A TOML config for `python -m agent run`: loopback broker(s), HTTP on port 0."""
     lines = [
-        'shop_id = "t"',
+        f'shop_id = "{shop_id}"',
         "[mqtt]",
-        f'url = "mqtt://127.0.0.1:{broker_port}"',
-        'client_id = "drawer-agent-faults"',
+        f"url = {json.dumps(urls or [f'mqtt://127.0.0.1:{broker_port}'])}",
+        f'client_id = "{client_id}"',
+        f'protocol = "{protocol}"',
         "[security]",
         f"max_age_s = {max_age_s}",
         "max_pulses_per_minute = 0",
@@ -226,18 +231,21 @@ class ReliablePos:
         publish_timeout: float = 2.0,
         ack_timeout: float | None = None,
         on_republish: Any = None,
+        topics: Topics = TOPICS,
+        protocol: str = "5",
     ) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
+        self.topics = topics
+        session: dict[str, Any] = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        if protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600
+            session = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": props,
+            }
         self.client = aiomqtt.Client(
-            "127.0.0.1",
-            port,
-            identifier=client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=props,
-            keepalive=5,
-            timeout=5,
+            "127.0.0.1", port, identifier=client_id, keepalive=5, timeout=5, **session
         )
         self.publish_timeout = publish_timeout
         # End to end: a PUBACK only means the broker has it (mosquitto acks before its
@@ -274,8 +282,8 @@ class ReliablePos:
         while True:
             try:
                 async with self.client:
-                    await self.client.subscribe(TOPICS.acks, qos=1)
-                    await self.client.subscribe(TOPICS.agent_status, qos=1)
+                    await self.client.subscribe(self.topics.acks, qos=1)
+                    await self.client.subscribe(self.topics.agent_status, qos=1)
                     self.connects += 1
                     self.connected.set()
                     async for msg in self.client.messages:
@@ -291,9 +299,9 @@ class ReliablePos:
             body = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
         except (ValueError, TypeError):
             return
-        if msg.topic.matches(TOPICS.acks):
+        if msg.topic.matches(self.topics.acks):
             self.acks.setdefault(body.get("event_id"), []).append(body)
-        elif msg.topic.matches(TOPICS.agent_status):
+        elif msg.topic.matches(self.topics.agent_status):
             self.status.append(body)
         async with self._changed:
             self._changed.notify_all()
@@ -320,7 +328,7 @@ class ReliablePos:
             self.publishes += 1
             try:
                 await self.client.publish(
-                    TOPICS.events, payload, qos=1, timeout=self.publish_timeout
+                    self.topics.events, payload, qos=1, timeout=self.publish_timeout
                 )
             except aiomqtt.MqttError:
                 self.retries += 1
