@@ -12,7 +12,9 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,33 @@ def _binary(name: str, *candidates: str) -> str:
         if found:
             return found
     pytest.fail(f"{name} is not installed: run .ci/run (it installs it from Debian)")
+
+
+def mqtt_ready(port: int, timeout: float = 30.0) -> None:
+    """Poll with a clean-session MQTT 3.1.1 CONNECT until the broker answers CONNACK 0.
+
+    A listening port is not a working broker: NATS accepts on its MQTT port before the
+    JetStream cluster has a meta leader, and refuses sessions until it has one.
+    """
+    client_id = b"ready-probe"
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+    connect = bytes([0x10, len(body)]) + body  # MQTT 3.1.1 §3.1
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 2) as sock:
+                sock.settimeout(6)
+                sock.sendall(connect)
+                connack = sock.recv(4)
+                if connack[:1] == b"\x20" and connack[3:4] == b"\x00":  # §3.2.2.3: accepted
+                    sock.sendall(b"\xe0\x00")  # DISCONNECT
+                    return
+                last = f"CONNACK {connack.hex()}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"broker on {port} not ready after {timeout} s: {last}")
 
 
 @dataclass
@@ -263,3 +292,48 @@ class Target:
     @property
     def port(self) -> int:
         return self.broker.port
+
+
+class NatsCluster:
+    """Three nats-server nodes routed to each other; the MQTT streams have 3 replicas."""
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            Nats(
+                workdir / f"n{i}",
+                server_name=f"n{i}",
+                cluster="drawer",
+                cluster_port=cluster_ports[i],
+                routes=tuple(p for j, p in enumerate(cluster_ports) if j != i),
+                replicas=size,
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self) -> None:
+        # Started together: each waits for its routes, and JetStream needs a quorum.
+        for node in self.nodes:
+            node.start_timeout = 30.0
+        procs = []
+        for node in self.nodes:
+            log = (node.workdir / "stdout.log").open("ab")
+            node.proc = subprocess.Popen(
+                node.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=node.workdir,
+                start_new_session=True,
+            )
+            log.close()
+            procs.append(node)
+        for node in procs:
+            mqtt_ready(node.port, node.start_timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -63,6 +63,12 @@ def rearm_quickack(sock: socket.socket) -> None:
 
 
 DEFAULT_AFTER_READ: AfterRead | None = rearm_quickack if TCP_QUICKACK is not None else None
+# How long a CONNECT may wait for its CONNACK (and a SUBSCRIBE for its SUBACK). With another
+# node to try, a short wait: a NATS node holds a CONNECT without answer while its JetStream
+# elects new stream leaders after a node loss (seen for > 10 s), when the next node may
+# already answer (docs/brokers.md).
+CONNECT_TIMEOUT_S = 10.0
+FAILOVER_CONNECT_TIMEOUT_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,7 @@ class MqttLink:
             identifier=s.client_id,
             will=will,
             keepalive=s.keepalive_s,
-            timeout=10,
+            timeout=CONNECT_TIMEOUT_S if len(self.nodes) == 1 else FAILOVER_CONNECT_TIMEOUT_S,
             tls_context=tls_context(s),
             **kwargs,
         )

@@ -260,6 +260,11 @@ class ReliablePos:
         self.confirmed: set[str] = set()
         self.acks: dict[str, list[dict[str, Any]]] = {}
         self.status: list[dict[str, Any]] = []
+        # (monotonic time, body) of every status, and when each event was first sent and
+        # first got its final ack: the failover gap is read from these.
+        self.status_at: list[tuple[float, dict[str, Any]]] = []
+        self.sent_at: dict[str, float] = {}
+        self.final_at: dict[str, float] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -301,13 +306,17 @@ class ReliablePos:
             return
         if msg.topic.matches(self.topics.acks):
             self.acks.setdefault(body.get("event_id"), []).append(body)
+            if body.get("status") in FINAL:
+                self.final_at.setdefault(body.get("event_id"), time.monotonic())
         elif msg.topic.matches(self.topics.agent_status):
             self.status.append(body)
+            self.status_at.append((time.monotonic(), body))
         async with self._changed:
             self._changed.notify_all()
 
     def send(self, body: dict[str, Any]) -> None:
         """Publish in the background until the broker PUBACKs it."""
+        self.sent_at.setdefault(body["event_id"], time.monotonic())
         task = asyncio.create_task(self._deliver(body["event_id"], json.dumps(body).encode()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
