@@ -1,4 +1,4 @@
-"""Command line: `drawer-agent run|check-config|kick|publish|emulate|models|demo|discover`.
+"""Command line: `drawer-agent run|check-config|kick|publish|emulate|models|demo|fleet|discover`.
 
 Exit codes: 0 success; 1 runtime failure (printer unreachable, broker unreachable, no ack);
 2 usage or configuration error (the message names the key); 3 `publish` got an ack whose
@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.core import catalogue
@@ -23,6 +25,9 @@ from agent.core.commands import CommandSet, drawer_kick
 from agent.core.errors import AgentError, BrokerError, ConfigError, LedgerError, PrinterUnreachable
 from agent.core.events import EventType
 from agent.core.settings import Settings
+
+if TYPE_CHECKING:
+    from agent.service.fleet import FleetOptions
 from discovery import cli as discovery_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_NOT_OPENED = 0, 1, 2, 3
@@ -114,10 +119,97 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a whole shop on loopback: broker, printers, events")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "fleet", help="watch every shop over MQTT: Prometheus metrics and a live table"
+    )
+    p.add_argument(
+        "--mqtt",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="broker node, mqtt:// or mqtts:// (repeat for a cluster's nodes)",
+    )
+    p.add_argument("--username")
+    p.add_argument("--password-file", type=Path)
+    p.add_argument("--ca-file", type=Path)
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
+    p.add_argument("--client-id", default=None, help="default: drawer-fleet-<hostname>")
+    p.add_argument("--allow-insecure", action="store_true")
+    p.add_argument("--listen", default="127.0.0.1:9108", help="metrics HOST:PORT")
+    p.add_argument("--shop", action="append", default=[], help="expected shop id (repeat)")
+    p.add_argument("--shops-file", type=Path, help="expected shop ids, one a line")
+    p.add_argument("--interval", type=float, default=2.0, help="table refresh, seconds")
+    p.add_argument("--no-table", action="store_true", help="metrics only")
+    p.set_defaults(func=cmd_fleet)
+
     p = sub.add_parser("discover", help="find receipt printers on the LAN")
     discovery_cli.add_arguments(p)
     p.set_defaults(func=discovery_cli.run)
     return parser
+
+
+def fleet_options(args: argparse.Namespace) -> FleetOptions:
+    """The fleet view's options; bad ones are ConfigErrors naming the flag."""
+    import socket
+
+    from agent.core.settings import validate
+    from agent.service.fleet import FleetOptions
+
+    flags = {"mqtt.url": "--mqtt", "mqtt.client_id": "--client-id", "mqtt.ca_file": "--ca-file"}
+    mqtt: dict[str, object] = {
+        "url": list(args.mqtt),
+        "protocol": args.protocol,
+        "client_id": args.client_id or f"drawer-fleet-{socket.gethostname()}"[:128],
+        "allow_insecure": args.allow_insecure,
+    }
+    if args.username:
+        mqtt["username"] = args.username
+    if args.password_file:
+        mqtt["password_file"] = str(args.password_file)
+    if args.ca_file:
+        mqtt["ca_file"] = str(args.ca_file)
+    try:
+        settings = validate({"shop_id": "fleet", "mqtt": mqtt}, lambda p: Path(p).read_bytes())
+    except ConfigError as exc:
+        raise ConfigError(flags.get(exc.key, exc.key), exc.problem) from None
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("--listen", f"{args.listen!r} is not HOST:PORT")
+    shops = list(args.shop)
+    if args.shops_file:
+        try:
+            text = args.shops_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("--shops-file", f"cannot read: {exc.strerror or exc}") from None
+        shops += [line.strip() for line in text.splitlines() if line.strip()]
+    for shop in shops:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", shop):
+            raise ConfigError("--shop", f"{shop!r} is not a shop id")
+    if args.interval <= 0:
+        raise ConfigError("--interval", "must be > 0")
+    return FleetOptions(
+        mqtt=settings.mqtt,
+        listen_host=host.strip("[]"),
+        listen_port=int(port),
+        shops=tuple(dict.fromkeys(shops)),
+        table=not args.no_table,
+        interval_s=args.interval,
+    )
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """The fleet view until SIGTERM/SIGINT."""
+    from agent.io import logs
+    from agent.service.fleet import run_fleet
+
+    options = fleet_options(args)
+    # The table owns stdout; logs go to stderr.
+    logs.configure(args.log_format or "text", "WARNING" if options.table else "INFO")
+    try:
+        return asyncio.run(run_fleet(options))
+    except OSError as exc:
+        print(f"drawer-agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def load(path: Path | None) -> Settings:

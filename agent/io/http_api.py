@@ -216,21 +216,63 @@ class HttpServer:
         return f"http://{self.agent.settings.http.host}:{self.port}"
 
     async def __aenter__(self) -> HttpServer:
-        runner = web.AppRunner(make_app(self.agent), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.agent.settings.http.host, self.agent.settings.http.port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = cast("asyncio.Server | None", site._server)
-        if server is not None and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
+        http = self.agent.settings.http
+        self._runner, self.port = await _serve(make_app(self.agent), http.host, http.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class MetricsServer:
+    """`async with MetricsServer(host, port, render) as srv:` serves GET /metrics (and
+    /healthz) from `render()` until the block exits; the fleet view's only endpoint."""
+
+    def __init__(self, host: str, port: int, render: Callable[[], bytes]) -> None:
+        self.host = host
+        self.requested_port = port
+        self.render = render
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL with the port actually bound."""
+        return f"http://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> MetricsServer:
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE})
+
+        async def healthz(_request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        self._runner, self.port = await _serve(app, self.host, self.requested_port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start `app` on host:port (0 = any free port); the runner and the port bound."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    server = cast("asyncio.Server | None", site._server)
+    bound = port
+    if server is not None and server.sockets:
+        bound = int(server.sockets[0].getsockname()[1])
+    return runner, bound

@@ -1,15 +1,18 @@
-"""Prometheus metrics, one CollectorRegistry per agent so several agents can share a process."""
+"""Prometheus metrics, one CollectorRegistry per agent so several agents can share a process,
+and the fleet view's collector over its model."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agent.core.errors import AgentError
+from agent.core.fleet import FleetModel
 
 if TYPE_CHECKING:
     from agent.core.acks import AckStatus
@@ -128,3 +131,91 @@ def _or_nan(read: Callable[[], int]) -> float:
         return float(read())
     except AgentError:
         return math.nan
+
+
+FLEET_PREFIX = "drawer_fleet"
+# Every series the fleet view exports (deploy/grafana's dashboard may use only these).
+FLEET_SERIES = {
+    f"{FLEET_PREFIX}_agent_up": ("gauge", "1 while the shop's agent says online (retained status)"),
+    f"{FLEET_PREFIX}_agent_info": ("gauge", "Always 1; the agent's version and broker node"),
+    f"{FLEET_PREFIX}_agent_started_timestamp_seconds": ("gauge", "When the agent started"),
+    f"{FLEET_PREFIX}_last_seen_timestamp_seconds": (
+        "gauge",
+        "When a message of this shop last reached the fleet view",
+    ),
+    f"{FLEET_PREFIX}_printer_online": ("gauge", "1 when the agent's last probe reached it"),
+    f"{FLEET_PREFIX}_printer_paper": ("gauge", "1 for the paper state last reported"),
+    f"{FLEET_PREFIX}_printer_drawer_open": ("gauge", "1 open, 0 closed, -1 unknown"),
+    f"{FLEET_PREFIX}_printer_last_seen_timestamp_seconds": (
+        "gauge",
+        "The agent's last successful probe of the printer",
+    ),
+    f"{FLEET_PREFIX}_alerts": ("counter", "Alerts seen since the fleet view started, by kind"),
+    f"{FLEET_PREFIX}_shops": ("gauge", "Shops known to the fleet view"),
+    f"{FLEET_PREFIX}_messages": ("counter", "Messages received"),
+    f"{FLEET_PREFIX}_unusable_messages": ("counter", "Messages that were not usable"),
+}
+
+
+class FleetCollector:
+    """Reads the fleet model at scrape time: one series per shop and per printer, and a
+    shop or printer that disappears from the model disappears from the scrape."""
+
+    def __init__(self, model: FleetModel) -> None:
+        self.model = model
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        """Nothing to pre-declare: keeps `register` from calling collect()."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per name of FLEET_SERIES."""
+        p = FLEET_PREFIX
+        fam = {
+            name: (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                name, doc, labels=_FLEET_LABELS.get(name, ())
+            )
+            for name, (kind, doc) in FLEET_SERIES.items()
+        }
+        for shop in self.model.shops.values():
+            s = shop.shop_id
+            fam[f"{p}_agent_up"].add_metric([s], 1.0 if shop.up else 0.0)
+            fam[f"{p}_agent_info"].add_metric([s, shop.version or "", shop.broker or ""], 1.0)
+            if shop.started_at is not None:
+                fam[f"{p}_agent_started_timestamp_seconds"].add_metric([s], shop.started_at)
+            fam[f"{p}_last_seen_timestamp_seconds"].add_metric([s], shop.last_seen)
+            for kind, count in shop.alerts.items():
+                fam[f"{p}_alerts"].add_metric([s, kind], float(count))
+            for pid, printer in shop.printers.items():
+                fam[f"{p}_printer_online"].add_metric([s, pid], float(printer.online))
+                if printer.paper is not None:
+                    fam[f"{p}_printer_paper"].add_metric([s, pid, printer.paper], 1.0)
+                drawer = -1.0 if printer.drawer_open is None else float(printer.drawer_open)
+                fam[f"{p}_printer_drawer_open"].add_metric([s, pid], drawer)
+                if printer.last_seen is not None:
+                    fam[f"{p}_printer_last_seen_timestamp_seconds"].add_metric(
+                        [s, pid], printer.last_seen
+                    )
+        fam[f"{p}_shops"].add_metric([], float(len(self.model.shops)))
+        fam[f"{p}_messages"].add_metric([], float(self.model.messages))
+        fam[f"{p}_unusable_messages"].add_metric([], float(self.model.malformed))
+        yield from fam.values()
+
+    def render(self) -> bytes:
+        """Prometheus text exposition."""
+        return generate_latest(self.registry)
+
+
+_FLEET_LABELS: dict[str, tuple[str, ...]] = {
+    f"{FLEET_PREFIX}_agent_up": ("shop",),
+    f"{FLEET_PREFIX}_agent_info": ("shop", "version", "broker"),
+    f"{FLEET_PREFIX}_agent_started_timestamp_seconds": ("shop",),
+    f"{FLEET_PREFIX}_last_seen_timestamp_seconds": ("shop",),
+    f"{FLEET_PREFIX}_printer_online": ("shop", "printer"),
+    f"{FLEET_PREFIX}_printer_paper": ("shop", "printer", "state"),
+    f"{FLEET_PREFIX}_printer_drawer_open": ("shop", "printer"),
+    f"{FLEET_PREFIX}_printer_last_seen_timestamp_seconds": ("shop", "printer"),
+    f"{FLEET_PREFIX}_alerts": ("shop", "kind"),
+}

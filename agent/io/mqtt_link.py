@@ -16,7 +16,7 @@ import random
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,7 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self._quiet = QuietLog(log)
         self._taking = True
+        self.topics: list[str] = []
 
     @property
     def broker(self) -> str:
@@ -201,11 +202,13 @@ class MqttLink:
 
     async def run(
         self,
-        topic: str,
+        topic: str | Sequence[str],
         on_message: Callable[[Incoming], Awaitable[None]],
         on_connect: Callable[[], Awaitable[None]],
     ) -> None:
-        """Subscribe to `topic` and feed messages to `on_message`, reconnecting forever."""
+        """Subscribe to `topic` (or several) and feed messages to `on_message`, reconnecting
+        forever; topics added by `subscribe()` meanwhile are subscribed again on reconnect."""
+        self.topics = [topic] if isinstance(topic, str) else list(topic)
         clients: dict[int, aiomqtt.Client] = {}
         failures = 0
         while True:
@@ -217,7 +220,8 @@ class MqttLink:
                 async with client:
                     self.connects += 1
                     failures = 0
-                    await client.subscribe(topic, qos=1)
+                    for name in list(self.topics):
+                        await client.subscribe(name, qos=1)
                     self.connected.set()
                     log.info("connected to broker %s", self.broker)
                     self._quiet.recovered("broker %s: faults cleared", self.broker)
@@ -237,6 +241,19 @@ class MqttLink:
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
+
+    async def subscribe(self, topic: str) -> None:
+        """Add a subscription now (when connected) and on every later connect."""
+        if topic in self.topics:
+            return
+        self.topics.append(topic)
+        if self._client is None or not self.connected.is_set():
+            return
+        try:
+            await self._client.subscribe(topic, qos=1)
+        except aiomqtt.MqttError as exc:
+            # Subscribed again on the next connect, with the others.
+            log.debug("subscribe %s deferred: %s", topic, exc)
 
     def stop_taking(self) -> None:
         """Stop handing messages to the consumer; unacked ones stay with the broker."""

@@ -245,6 +245,8 @@ async def publish_status(agent: Agent, state: str) -> None:
             started_at=agent.started_at,
             broker=agent.link.broker,
             printers=len(agent.settings.printers),
+            # Lets a fleet view subscribe to each printer's status by exact topic.
+            printer_ids=sorted(agent.settings.printers),
         )
     try:
         await agent.link.publish(agent.topics.agent_status, json.dumps(body).encode(), retain=True)

@@ -247,6 +247,8 @@ class ReliablePos:
         self.client = aiomqtt.Client(
             "127.0.0.1", port, identifier=client_id, keepalive=5, timeout=5, **session
         )
+        # Publishes wait for PUBACKs in parallel on purpose; aiomqtt warns past 10.
+        self.client.pending_calls_threshold = 10_000
         self.publish_timeout = publish_timeout
         # End to end: a PUBACK only means the broker has it (mosquitto acks before its
         # snapshot is on disk), so a real POS re-publishes what the *agent* never acked.

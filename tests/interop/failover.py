@@ -60,7 +60,11 @@ async def run_failover(
     rate: float = 20.0,
     kill_at: int = 60,
     agents: list[AgentProcess] | None = None,
+    agent_nodes: int | None = None,
+    final_timeout: float = 90.0,
 ) -> Outcome:
+    """`agent_nodes`: how many of the nodes the agent is given (all by default; 1 is the
+    baseline of an agent that knows only the node that dies)."""
     shop = "fleet-failover"
     topics = Topics(shop)
     db = workdir / "ledger.db"
@@ -74,7 +78,7 @@ async def run_failover(
             db=db,
             shop_id=shop,
             client_id=f"drawer-agent-{shop}",
-            urls=[n.url for n in nodes],
+            urls=[n.url for n in nodes[: agent_nodes or len(nodes)]],
             protocol="3.1.1",
         )
         agent = AgentProcess(config)
@@ -101,7 +105,7 @@ async def run_failover(
                     await asyncio.to_thread(first.kill)
                     killed_at = time.monotonic()
             ids = [e["event_id"] for e in stream]
-            done = await pos.wait_final(ids, timeout=90)
+            done = await pos.wait_final(ids, timeout=final_timeout)
             t = tally(stream, fleet, pos, 60.0, db)
             old = f"127.0.0.1:{first.port}"
             back = [

@@ -20,6 +20,7 @@ PURE = [
     "agent/core/errors.py",
     "agent/core/addresses.py",
     "agent/core/health.py",
+    "agent/core/fleet.py",
 ]
 FORBIDDEN = {
     "asyncio",
@@ -56,6 +57,8 @@ IO_MODULES = {
     "agent.devtools.demo",
     "agent.devtools.embedded_broker",
     "agent.io.logs",
+    "agent.io.metrics",
+    "agent.service.fleet",
 }
 
 
