@@ -116,9 +116,10 @@ def main() -> None:
         "has no node: events wait in the cluster meanwhile and are then delivered in a burst, "
         "none lost, none doubled. That time is mostly NATS's own: the agent's first try comes "
         "after its backoff (~0.5 s), but a surviving node answers CONNECT only once JetStream "
-        "has elected new leaders for the MQTT session streams (in the agent logs of slower runs, a "
-        "node held the CONNECT unanswered past the connect timeout and the agent moved on). Redeliveries "
-        "after the session takeover are answered `duplicate` from the ledger and never pulse.",
+        "has elected new leaders for the MQTT session streams (in the agent logs of slower "
+        "runs, a node held the CONNECT unanswered past the connect timeout and the agent "
+        "moved on). Redeliveries after the session takeover are answered `duplicate` from "
+        "the ledger and never pulse.",
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -48,7 +48,7 @@ class MqttSettings:
     # TOML, comma-separated in the environment; kept comma-joined, as the env spells it.
     url: str = setting(
         "mqtt://127.0.0.1:1883",
-        doc="broker URL, mqtt:// or mqtts://, or a list of them tried in order on a lost connection",
+        doc="broker URL (mqtt:// or mqtts://), or a list of nodes tried in order on failover",
         custom=True,
         schema={
             "oneOf": [
