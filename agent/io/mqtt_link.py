@@ -298,7 +298,9 @@ class MqttLink:
                 continue
             await on_message(item)
 
-    def _make_client(self, node: MqttNode) -> aiomqtt.Client:
+    def _make_client(self, node: MqttNode | None = None) -> aiomqtt.Client:
+        """A client for `node` (default: the current one)."""
+        node = node or self.nodes[self.node]
         s = self.settings
         will = None
         if self.will is not None:
