@@ -1,21 +1,25 @@
 """Core-path benchmark: MQTT publish -> first kick byte at a LAN printer, on loopback.
 
-One run measures, side by side and against the same mosquitto and the same 20 virtual
-printers (a separate process):
+One run measures side by side, against the same 20 virtual printers (their own process,
+woken by their sockets):
 
-* floors: a bare MQTT pub->sub hop, a bare TCP connect+write, and the combined floor
-  (an asyncio subscriber that opens a TCP connection and writes 5 bytes per event);
+* two mosquittos: one with its **default** config (Nagle on) and one with
+  `set_tcp_nodelay true`; a POS publisher with TCP_NODELAY and one without;
+* floors: a bare MQTT pub->sub hop, a bare TCP connect+write, and the combined floor (an
+  asyncio subscriber that connects and writes 5 bytes per event), all with TCP_NODELAY and
+  a warm-up message before the measured ones;
 * a naive synchronous bridge (paho `on_message` + blocking socket per event, no ledger);
-* drawer-agent itself (`python -m agent run`, SQLite ledger in WAL on a temp file);
-* the three bridges again with one printer hanging in connect (SYNs dropped);
-* sustained throughput at >= 1,000 events/s.
+* drawer-agent as it is now and, with `--before-root`, an older tree of it (e.g. a
+  `git worktree` of an earlier commit), both run by this harness in the same run;
+* 1, 50 and 500 ev/s, one printer hanging in connect, a sustained rate, the ack path with
+  the drawer-sensor read off and on, and a printer that refuses until the deadline.
 
 Every bridge runs in its own process; the publisher (this process) stamps `time.time()`
 just before each publish and the printer farm stamps `time.time()` when the kick bytes are
 decoded (same host clock). Results go to bench/results/core.md.
 
-    python -m bench.bench_core            # full run, about 5 minutes
-    python -m bench.bench_core --quick    # smoke, about 1 minute
+    python -m bench.bench_core --before-root ../before    # full run, about 8 minutes
+    python -m bench.bench_core --quick                    # smoke, about 2 minutes
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,20 +49,21 @@ from bench.common import (
     PrinterFarm,
     Summary,
     fmt_ms,
+    free_port,
+    load_avg,
     machine_info,
     mosquitto,
     proc_cpu_s,
     proc_hwm_mb,
-    ratio,
     tmpdir,
 )
 
 PRINTERS = 20
-RATES = (1, 50, 500)
 CONNECT_TIMEOUT_S = 1.0  # the naive bridge and the floor use the agent's default
+HELD_MS = 20.0  # a delayed-ACK hold is ~40 ms; anything past 20 ms counts as held
 RESULTS = ROOT / "bench" / "results" / "core.md"
-AGENT_SET: list[str] = []  # --agent-set section.key=value (TOML value), for experiments
-AGENT_ROOT = ROOT  # --agent-root runs the agent from another tree (e.g. a scratch copy)
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+WARMUP_TERMINAL = "WARMUP"  # mapped by no bridge: the agent acks it `unmapped`
 
 
 def say(obj: object) -> None:
@@ -71,12 +77,14 @@ def say(obj: object) -> None:
 
 
 async def role_hop(spec: dict[str, Any]) -> None:
-    """Bare MQTT hop: an aiomqtt subscriber that only timestamps (the agent's MQTT stack)."""
+    """Bare MQTT hop: an aiomqtt subscriber (TCP_NODELAY) that only timestamps."""
     import aiomqtt
 
     got: list[tuple[float, bytes]] = []
     loop = asyncio.get_running_loop()
-    async with aiomqtt.Client("127.0.0.1", spec["broker"], identifier=f"hop-{os.getpid()}") as c:
+    async with aiomqtt.Client(
+        "127.0.0.1", spec["broker"], identifier=f"hop-{os.getpid()}", socket_options=NO_DELAY
+    ) as c:
         await c.subscribe(spec["topic"], qos=1)
 
         async def read() -> None:
@@ -96,25 +104,27 @@ async def role_floor(spec: dict[str, Any]) -> None:
 
     routes = {k: tuple(v) for k, v in spec["routes"].items()}
     tasks: set[asyncio.Task[None]] = set()
-    errors = Counter[str]()
 
     async def kick(host: str, port: int) -> None:
-        try:
+        with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, w = await asyncio.open_connection(host, port)
+            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             w.write(KICK)
             await w.drain()
             w.close()
             await w.wait_closed()
-        except (OSError, TimeoutError) as exc:
-            errors[type(exc).__name__] += 1
 
-    async with aiomqtt.Client("127.0.0.1", spec["broker"], identifier=f"floor-{os.getpid()}") as c:
+    async with aiomqtt.Client(
+        "127.0.0.1", spec["broker"], identifier=f"floor-{os.getpid()}", socket_options=NO_DELAY
+    ) as c:
         await c.subscribe(spec["topic"], qos=1)
         say({"ready": True})
         async for m in c.messages:
-            ev = json.loads(m.payload)  # type: ignore[arg-type]
-            t = asyncio.create_task(kick(*routes[ev["terminal_id"]]))
+            route = routes.get(json.loads(m.payload)["terminal_id"])  # type: ignore[arg-type]
+            if route is None:
+                continue  # the warm-up message
+            t = asyncio.create_task(kick(*route))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
 
@@ -134,9 +144,10 @@ def role_naive(spec: dict[str, Any]) -> None:
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
         try:
-            ev = json.loads(msg.payload)
-            host, port = routes[ev["terminal_id"]]
-            s = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+            route = routes.get(json.loads(msg.payload)["terminal_id"])
+            if route is None:
+                return
+            s = socket.create_connection(route, timeout=CONNECT_TIMEOUT_S)
             s.sendall(KICK)
             s.close()
         except Exception as exc:  # a first attempt swallows everything
@@ -155,27 +166,42 @@ def role_naive(spec: dict[str, Any]) -> None:
 # =========================================================================== publisher
 
 
-class Publisher:
-    """The POS side: a paho client with its network thread; collects acks and agent status."""
+def event_payload(eid: str, terminal: str) -> str:
+    """A cash event as a POS would publish it."""
+    occurred = datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds")
+    body = {
+        "event_id": eid,
+        "type": "sale",
+        "terminal_id": terminal,
+        "occurred_at": occurred,
+        "amount": 12.5,
+        "currency": "EUR",
+        "payment_method": "cash",
+    }
+    return json.dumps(body, separators=(",", ":"))
 
-    def __init__(self, broker: int) -> None:
+
+class Publisher:
+    """The POS side: a paho client with its network thread, publishing and taking acks."""
+
+    def __init__(self, broker: int, *, nodelay: bool, name: str) -> None:
         import paho.mqtt.client as mqtt
 
+        self.nodelay = nodelay
         self.acks: dict[str, list[tuple[str, float]]] = {}
         self.agent_ms: dict[str, float] = {}  # the ack's latency_ms: agent receipt -> write
-        self.online: dict[str, threading.Event] = {}
-        self.lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pos")
+        self.online: set[str] = set()
+        self.changed = threading.Condition()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pos-{name}")
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
         c.on_message = self._on_message
         subscribed = threading.Event()
         c.on_subscribe = lambda *_a: subscribed.set()
         c.connect("127.0.0.1", broker)
-        # A POS that publishes events and also takes QoS 1 acks on one connection must turn
-        # Nagle off: otherwise its PUBACKs hold back the next PUBLISH until the broker's
-        # delayed ACK (~40 ms on Linux). Measured: agent p50 20-35 ms without this line.
-        c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A POS that publishes events and takes QoS 1 acks on one connection should turn
+        # Nagle off (README); the bench runs it both ways to show what it costs.
+        c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
         c.loop_start()
         c.subscribe([("shops/+/cash/acks", 1), ("shops/+/agent/status", 1)])
         if not subscribed.wait(10):
@@ -184,52 +210,56 @@ class Publisher:
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         now = time.time()
-        shop = msg.topic.split("/")[1]
         body = json.loads(msg.payload)
-        if msg.topic.endswith("/acks"):
-            with self.lock:
+        with self.changed:
+            if msg.topic.endswith("/acks"):
                 self.acks.setdefault(body.get("event_id"), []).append((body["status"], now))
                 if body.get("latency_ms") is not None:
                     self.agent_ms[body["event_id"]] = body["latency_ms"]
-        elif body.get("state") == "online":
-            self.online.setdefault(shop, threading.Event()).set()
+            elif body.get("state") == "online":
+                self.online.add(msg.topic.split("/")[1])
+            self.changed.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate()` holds after some message arrived (no polling)."""
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
 
     def wait_online(self, shop: str, timeout: float = 20.0) -> None:
         """Wait for the agent of `shop` to publish its retained online status."""
-        ev = self.online.setdefault(shop, threading.Event())
-        if not ev.wait(timeout):
+        if not self.wait(lambda: shop in self.online, timeout):
             raise RuntimeError(f"agent for {shop} never came online")
 
+    def answered(self, ids: Iterable[str]) -> int:
+        """How many of `ids` have a non-duplicate ack (call with `changed` held)."""
+        return sum(1 for e in ids if any(s != "duplicate" for s, _ in self.acks.get(e, ())))
+
+    def forget(self) -> None:
+        """Drop collected acks before a phase."""
+        with self.changed:
+            self.acks.clear()
+            self.agent_ms.clear()
+
+    def publish(self, topic: str, eid: str, terminal: str) -> float:
+        """Publish one event; return the stamp taken just before."""
+        payload = event_payload(eid, terminal)
+        ts = time.time()
+        self.client.publish(topic, payload, qos=1)
+        return ts
+
     def publish_paced(
-        self, topic: str, prefix: str, rate: float, count: int
+        self, topic: str, prefix: str, rate: float, count: int, terminals: list[str]
     ) -> list[tuple[str, int, float]]:
-        """Publish `count` events at `rate`/s round-robin over the terminals."""
+        """Publish `count` events at `rate`/s round-robin over `terminals`."""
         events = []
         start = time.perf_counter() + 0.02
         for i in range(count):
-            target = start + i / rate
-            delay = target - time.perf_counter()
+            delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            idx = i % PRINTERS
+            idx = i % len(terminals)
             eid = f"{prefix}-{i}"
-            payload = json.dumps(
-                {
-                    "event_id": eid,
-                    "type": "sale",
-                    "terminal_id": f"T{idx:02d}",
-                    "occurred_at": datetime.fromtimestamp(time.time(), UTC).isoformat(
-                        timespec="milliseconds"
-                    ),
-                    "amount": 12.5,
-                    "currency": "EUR",
-                    "payment_method": "cash",
-                },
-                separators=(",", ":"),
-            )
-            ts = time.time()
-            self.client.publish(topic, payload, qos=1)
-            events.append((eid, idx, ts))
+            events.append((eid, idx, self.publish(topic, eid, terminals[idx])))
         return events
 
     def close(self) -> None:
@@ -248,7 +278,7 @@ class Bridge:
     kind: str
     proc: subprocess.Popen[str]
     shop: str
-    log: Path | None = None
+    log: Path
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL."""
@@ -261,74 +291,88 @@ class Bridge:
                 self.proc.wait()
 
 
-def start_bridge(
-    kind: str,
-    shop: str,
-    broker: int,
-    routes: dict[str, tuple[str, int]],
-    work: Path,
-    pub: Publisher,
+@dataclass(frozen=True)
+class Setup:
+    """Where bridges run: work dir, agent source trees (kind -> root), printer routes."""
+
+    work: Path
+    roots: dict[str, Path]
+    routes: dict[str, dict[str, tuple[str, int]]]
+
+
+def agent_config(shop: str, broker: int, routes: dict[str, tuple[str, int]], db: Path) -> list[str]:
+    """The agent's bench config: defaults except what a bench needs."""
+    lines = [
+        f'shop_id = "{shop}"',
+        "[mqtt]",
+        f'url = "mqtt://127.0.0.1:{broker}"',
+        "[security]",
+        "max_pulses_per_minute = 0   # bench: 50 pulses/s per drawer would hit the limiter",
+        "[dispatch]",
+        "queue_size = 100000",
+        "grace_s = 0.5",
+        "[http]",
+        'listen = "127.0.0.1:0"',
+        "[state]",
+        f'path = "{db}"',
+        "[health]",
+    ]
+    for tid, (host, port) in routes.items():
+        lines += [f"[printers.P{tid[1:]}]", f'host = "{host}"', f"port = {port}"]
+        lines.append('command_set = "escpos"')
+    lines.append("[terminals]")
+    lines += [f'{tid} = "P{tid[1:]}"' for tid in routes]
+    return lines
+
+
+def with_overrides(lines: list[str], overrides: Iterable[str]) -> list[str]:
+    """Apply `section.key=value` (TOML value) overrides to a config's lines."""
+    out = list(lines)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        out.insert(out.index(f"[{section}]") + 1, f"{name} = {value}")
+    return out
+
+
+def start_agent(
+    kind: str, shop: str, broker: int, case: Case, setup: Setup, pub: Publisher
 ) -> Bridge:
-    """Start the floor, naive or agent bridge for `shop` and wait until it subscribed."""
-    topic = f"shops/{shop}/cash/events"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if kind == "agent":
-        cfg = work / f"{shop}.toml"
-        lines = [
-            f'shop_id = "{shop}"',
-            "[mqtt]",
-            f'url = "mqtt://127.0.0.1:{broker}"',
-            "[security]",
-            "max_pulses_per_minute = 0   # bench: 50 pulses/s per drawer would hit the limiter",
-            "[dispatch]",
-            "queue_size = 100000",
-            "grace_s = 0.5",
-            "[http]",
-            'listen = "127.0.0.1:0"',
-            "[state]",
-            f'path = "{work / (shop + ".db")}"',
-        ]
-        for tid, (host, port) in routes.items():
-            lines += [
-                f"[printers.P{tid[1:]}]",
-                f'host = "{host}"',
-                f"port = {port}",
-                'command_set = "escpos"',
-            ]
-        lines.append("[terminals]")
-        lines += [f'{tid} = "P{tid[1:]}"' for tid in routes]
-        for item in AGENT_SET:
-            key, value = item.split("=", 1)
-            section, name = key.split(".", 1)
-            where = lines.index(f"[{section}]") if f"[{section}]" in lines else None
-            if where is None:
-                lines[1:1] = [f"[{section}]", f"{name} = {value}"]
-            else:
-                lines.insert(where + 1, f"{name} = {value}")
-        cfg.write_text("\n".join(lines) + "\n")
-        log = work / f"{shop}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
-            cwd=AGENT_ROOT,
-            env={**os.environ, "PYTHONPATH": str(AGENT_ROOT)},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-            text=True,
-        )
-        bridge = Bridge(kind, proc, shop, log)
-        try:
-            pub.wait_online(shop)
-        except RuntimeError:
-            bridge.stop()
-            raise RuntimeError(f"agent did not start: {log.read_text()[-2000:]}") from None
-        return bridge
-    spec = json.dumps({"broker": broker, "topic": topic, "routes": routes})
+    """`python -m agent run` from the tree of `kind`; wait until it is online."""
+    routes = setup.routes[case.routes]
+    lines = agent_config(shop, broker, routes, setup.work / f"{shop}.db")
+    cfg = setup.work / f"{shop}.toml"
+    cfg.write_text("\n".join(with_overrides(lines, case.agent_set)) + "\n")
+    log = setup.work / f"{shop}.log"
+    root = setup.roots[kind]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        text=True,
+    )
+    bridge = Bridge(kind, proc, shop, log)
+    try:
+        pub.wait_online(shop)
+    except RuntimeError:
+        bridge.stop()
+        raise RuntimeError(f"agent did not start: {log.read_text()[-2000:]}") from None
+    return bridge
+
+
+def start_role(
+    kind: str, shop: str, broker: int, routes: dict[str, tuple[str, int]], work: Path
+) -> Bridge:
+    """Start the hop, floor or naive bridge for `shop` and wait until it subscribed."""
+    spec = json.dumps({"broker": broker, "topic": f"shops/{shop}/cash/events", "routes": routes})
     log = work / f"{shop}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_core", "--role", kind, "--spec", spec],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
@@ -336,8 +380,7 @@ def start_bridge(
         bufsize=1,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
+    if not proc.stdout.readline():
         raise RuntimeError(f"{kind} bridge died: {log.read_text()[-2000:]}")
     return Bridge(kind, proc, shop, log)
 
@@ -345,20 +388,42 @@ def start_bridge(
 # =========================================================================== one phase
 
 
+@dataclass(frozen=True)
+class Case:
+    """One measured cell."""
+
+    bridge: str  # hop | tcp | floor | naive | agent | before
+    scenario: str  # floor | calm | hung | sustained | refusing
+    rate: float
+    duration: float
+    broker: str = "default"  # default | tuned (set_tcp_nodelay true) | bulk (tuned, no limits)
+    pos_nodelay: bool = True
+    agent_set: tuple[str, ...] = ()
+    variant: str = ""  # e.g. "sensor off"
+
+    @property
+    def routes(self) -> str:
+        """Which route table the bridge gets."""
+        return {"hung": "hung", "refusing": "refusing"}.get(self.scenario, "healthy")
+
+    @property
+    def is_agent(self) -> bool:
+        """An agent bridge (publishes acks)."""
+        return self.bridge in ("agent", "before")
+
+
 @dataclass
 class Phase:
-    """The measured result of one (bridge, scenario, rate) run."""
+    """The measured result of one case."""
 
-    bridge: str
-    scenario: str  # calm | hung | sustained | floor
-    rate: float
+    case: Case
     published: int
     publish_s: float
     lat: Summary
-    healthy_expected: int
+    expected: int
     pulses: int
     dup: int
-    negative: int
+    held: int
     acks: Counter[str] = field(default_factory=Counter)
     acked_events: int = 0
     multi_acked: int = 0
@@ -366,132 +431,137 @@ class Phase:
     agent_lat: Summary | None = None
     cpu_pct: float = math.nan
     hwm_mb: float = math.nan
-    to_hung: int = 0
-    hung_pulses: int = 0
-    window_s: float = 0.0
     last_pulse_s: float = math.nan
-    resets: int = 0
+    load: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
     def loss(self) -> int:
-        """Healthy-printer events with no pulse by the end of the drain window."""
+        """Events with no pulse by the end of the drain window."""
         return self.lat.missing
 
 
 def match(
-    events: list[tuple[str, int, float]], pulses: list[list[float]], hung: bool
-) -> tuple[list[float], int, int, int, float]:
+    events: list[tuple[str, int, float]], pulses: list[list[float]], skip: set[int]
+) -> tuple[list[float], int, int, float]:
     """Pair the i-th event for a printer with its i-th pulse (per-printer FIFO)."""
     lat: list[float] = []
-    missing = dup = neg = 0
+    missing = dup = 0
     per: dict[int, list[float]] = {}
     for _, idx, ts in events:
         per.setdefault(idx, []).append(ts)
     last = 0.0
     for idx, sent in per.items():
-        if hung and idx == 0:
+        if idx in skip:
             continue
         got = sorted(pulses[idx])
         n = min(len(sent), len(got))
-        for j in range(n):
-            d = (got[j] - sent[j]) * 1000.0
-            neg += d < 0
-            lat.append(d)
+        lat += [(got[j] - sent[j]) * 1000.0 for j in range(n)]
         missing += len(sent) - n
         dup += max(0, len(got) - len(sent))
         if got:
             last = max(last, got[-1])
-    return lat, missing, dup, neg, last
+    return lat, missing, dup, last
+
+
+def expected_pulses(events: list[tuple[str, int, float]], skip: set[int]) -> list[int]:
+    """Pulses each printer should get."""
+    counts = [0] * PRINTERS
+    for _, idx, _ in events:
+        if idx not in skip:
+            counts[idx] += 1
+    return counts
+
+
+def warm_up(pub: Publisher, topic: str, prefix: str, wait_ack: bool) -> None:
+    """One message no bridge acts on, so the first measured one finds a warm connection."""
+    eid = f"{prefix}-warmup"
+    pub.publish(topic, eid, WARMUP_TERMINAL)
+    if wait_ack:
+        pub.wait(lambda: eid in pub.acks, 5.0)
+    else:
+        time.sleep(0.2)  # nothing observable comes back from a floor bridge
+
+
+def skipped_printers(case: Case) -> set[int]:
+    """Printers whose events must not pulse (hung, refusing)."""
+    return {0} if case.scenario in ("hung", "refusing") else set()
 
 
 def run_phase(
-    pub: Publisher,
-    farm: PrinterFarm,
-    bridge: Bridge,
-    scenario: str,
-    rate: float,
-    duration: float,
-    drain_s: float,
+    pub: Publisher, farm: PrinterFarm, bridge: Bridge, case: Case, drain_s: float
 ) -> Phase:
     """Publish `rate`/s for `duration` s through `bridge` and measure."""
-    hung = scenario == "hung"
-    count = max(1, round(rate * duration))
-    farm.dump()  # forget anything left over
-    with pub.lock:
-        pub.acks.clear()
-        pub.agent_ms.clear()
+    topic = f"shops/{bridge.shop}/cash/events"
+    count = max(1, round(case.rate * case.duration))
+    terminals = ["T00"] if case.scenario == "refusing" else [f"T{i:02d}" for i in range(PRINTERS)]
+    warm_up(pub, topic, bridge.shop, case.is_agent)
+    farm.dump()
+    pub.forget()
     pid = bridge.proc.pid
     cpu0, wall0 = proc_cpu_s(pid), time.monotonic()
-    prefix = f"{bridge.shop}-{scenario}-{rate:g}"
     t_pub = time.perf_counter()
-    events = pub.publish_paced(f"shops/{bridge.shop}/cash/events", prefix, rate, count)
+    events = pub.publish_paced(topic, bridge.shop, case.rate, count, terminals)
     publish_s = time.perf_counter() - t_pub
-    healthy = sum(1 for _, idx, _ in events if not (hung and idx == 0))
-    want_acks = bridge.kind == "agent"
-    end = time.monotonic() + drain_s
-    while time.monotonic() < end:
-        done = farm.count() >= healthy
-        if want_acks:
-            with pub.lock:
-                opened = sum(1 for v in pub.acks.values() if any(s != "duplicate" for s, _ in v))
-            done = done and opened >= healthy
-        if done:
-            break
-        time.sleep(0.05)
+    skip = skipped_printers(case)
+    per_printer = expected_pulses(events, skip)
+    farm.wait(per_printer, drain_s)
+    # A hung printer's events are acked only at their deadline (max_age_s): not waited for.
+    ids = [e for e, idx, _ in events if case.scenario == "refusing" or idx not in skip]
+    if case.is_agent:
+        pub.wait(lambda: pub.answered(ids) >= len(ids), drain_s)
     cpu1, wall1 = proc_cpu_s(pid), time.monotonic()
-    hwm = proc_hwm_mb(pid)
-    window = time.time() - events[0][2]
-    pulses, conns = farm.dump()
-    lat, missing, dup, neg, last = match(events, pulses, hung)
+    pulses, _ = farm.dump()
+    lat, missing, dup, last = match(events, pulses, skip)
     ph = Phase(
-        bridge=bridge.kind,
-        scenario=scenario,
-        rate=rate,
+        case=case,
         published=count,
         publish_s=publish_s,
         lat=Summary.of(lat, missing),
-        healthy_expected=healthy,
+        expected=sum(per_printer),
         pulses=sum(len(p) for p in pulses),
-        dup=dup,
-        negative=neg,
+        dup=dup + sum(len(pulses[i]) for i in skip),
+        held=sum(1 for x in lat if x > HELD_MS),
         cpu_pct=100.0 * (cpu1 - cpu0) / (wall1 - wall0),
-        hwm_mb=hwm,
-        to_hung=count - healthy,
-        hung_pulses=len(pulses[0]) if hung else 0,
-        window_s=window,
+        hwm_mb=proc_hwm_mb(pid),
         last_pulse_s=(last - events[0][2]) if last else math.nan,
-        resets=sum(conns) - sum(len(p) for p in pulses),
+        load=load_avg(),
     )
-    if want_acks:
-        with pub.lock:
-            acks = dict(pub.acks)
-            ph.agent_lat = Summary.of(list(pub.agent_ms.values()))
-        sent_at = {eid: ts for eid, _, ts in events}
-        ack_lat = []
-        for eid, lst in acks.items():
-            for status, _ in lst:
-                ph.acks[status] += 1
-            if len(lst) > 1:
-                ph.multi_acked += 1
-            if eid in sent_at and lst[0][0] == "opened":
-                ack_lat.append((lst[0][1] - sent_at[eid]) * 1000.0)
-        ph.acked_events = len(acks)
-        ph.ack_lat = Summary.of(ack_lat)
+    if case.is_agent:
+        collect_acks(ph, pub, [ev for ev in events if ev[0] in set(ids)])
     return ph
 
 
-def floor_hop(pub: Publisher, broker: int, work: Path, rate: float, duration: float) -> Phase:
+def collect_acks(ph: Phase, pub: Publisher, events: list[tuple[str, int, float]]) -> None:
+    """Ack counts and publish -> first ack latency."""
+    with pub.changed:
+        acks = dict(pub.acks)
+        ph.agent_lat = Summary.of(list(pub.agent_ms.values()))
+    sent_at = {eid: ts for eid, _, ts in events}
+    ack_lat = []
+    for eid, lst in acks.items():
+        if eid not in sent_at:
+            continue
+        for status, _ in lst:
+            ph.acks[status] += 1
+        ph.multi_acked += len(lst) > 1
+        ack_lat.append((lst[0][1] - sent_at[eid]) * 1000.0)
+    ph.acked_events = len([e for e in acks if e in sent_at])
+    ph.ack_lat = Summary.of(ack_lat, len(sent_at) - len(ack_lat))
+
+
+def floor_hop(pub: Publisher, broker: int, work: Path, case: Case) -> Phase:
     """Bare MQTT hop publisher -> mosquitto -> aiomqtt subscriber (separate process)."""
-    shop = f"hop{int(rate)}"
+    shop = f"hop{int(case.rate)}"
     topic = f"shops/{shop}/cash/events"
-    b = start_bridge("hop", shop, broker, {}, work, pub)
-    count = max(1, round(rate * duration))
+    b = start_role("hop", shop, broker, {}, work)
+    count = max(1, round(case.rate * case.duration))
+    warm_up(pub, topic, shop, wait_ack=False)
     cpu0, wall0 = proc_cpu_s(b.proc.pid), time.monotonic()
     t0 = time.perf_counter()
-    events = pub.publish_paced(topic, shop, rate, count)
+    events = pub.publish_paced(topic, shop, case.rate, count, ["T00"])
     publish_s = time.perf_counter() - t0
-    time.sleep(0.3)
+    time.sleep(0.3)  # the hop reports only when asked; let the last messages land
     cpu1, wall1 = proc_cpu_s(b.proc.pid), time.monotonic()
     assert b.proc.stdin is not None
     assert b.proc.stdout is not None
@@ -501,23 +571,22 @@ def floor_hop(pub: Publisher, broker: int, work: Path, rate: float, duration: fl
     b.stop()
     lat = [(got[e] - ts) * 1000.0 for e, _, ts in events if e in got]
     return Phase(
-        "mqtt hop",
-        "floor",
-        rate,
+        case,
         count,
         publish_s,
         Summary.of(lat, count - len(lat)),
         count,
-        len(got),
+        len(lat),
         0,
-        sum(1 for x in lat if x < 0),
+        sum(1 for x in lat if x > HELD_MS),
         cpu_pct=100.0 * (cpu1 - cpu0) / (wall1 - wall0),
+        load=load_avg(),
     )
 
 
-def floor_tcp(farm: PrinterFarm, rate: float, duration: float) -> Phase:
-    """Bare TCP: connect + write 5 bytes + close to the printer farm, paced, from here."""
-    count = max(1, round(rate * duration))
+def floor_tcp(farm: PrinterFarm, case: Case) -> Phase:
+    """Bare TCP: connect + write 5 bytes (TCP_NODELAY) + close, paced, from here."""
+    count = max(1, round(case.rate * case.duration))
     ports = farm.ports
 
     async def go() -> list[tuple[str, int, float]]:
@@ -528,6 +597,7 @@ def floor_tcp(farm: PrinterFarm, rate: float, duration: float) -> Phase:
             idx = i % PRINTERS
             events.append((str(i), idx, time.time()))
             _, w = await asyncio.open_connection("127.0.0.1", ports[idx])
+            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             w.write(KICK)
             await w.drain()
             w.close()
@@ -535,7 +605,7 @@ def floor_tcp(farm: PrinterFarm, rate: float, duration: float) -> Phase:
 
         start = time.perf_counter() + 0.02
         for i in range(count):
-            delay = start + i / rate - time.perf_counter()
+            delay = start + i / case.rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(kick(i)))
@@ -546,119 +616,176 @@ def floor_tcp(farm: PrinterFarm, rate: float, duration: float) -> Phase:
     t0 = time.perf_counter()
     events = asyncio.run(go())
     publish_s = time.perf_counter() - t0
-    end = time.monotonic() + 3
-    while farm.count() < count and time.monotonic() < end:
-        time.sleep(0.05)
+    farm.wait(expected_pulses(events, set()), 3.0)
     pulses, _ = farm.dump()
-    lat, missing, dup, neg, _ = match(events, pulses, False)
+    lat, missing, dup, _ = match(events, pulses, set())
+    held = sum(1 for x in lat if x > HELD_MS)
     return Phase(
-        "tcp connect+write",
-        "floor",
-        rate,
+        case,
         count,
         publish_s,
         Summary.of(lat, missing),
         count,
-        sum(map(len, pulses)),
+        len(lat),
         dup,
-        neg,
+        held,
+        load=load_avg(),
     )
+
+
+# =========================================================================== the plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Phase durations in seconds."""
+
+    rate_s: dict[int, float]
+    hung_rates: tuple[int, ...]
+    matrix_rate: int
+    sustained_rate: int
+    sustained_s: float
+    drain_s: float
+
+    def cases(self, agents: tuple[str, ...]) -> Iterator[Case]:
+        """Every case of a run, in order; before/after agents interleave cell by cell."""
+        yield from self.floor_cases()
+        bridges = ("floor", "naive", *agents)
+        for rate, dur in self.rate_s.items():
+            for b in bridges:
+                yield Case(b, "calm", rate, dur)
+        for rate in self.hung_rates:
+            for b in bridges:
+                yield Case(b, "hung", rate, self.rate_s[rate])
+        yield from self.matrix_cases(agents)
+        dur = self.rate_s[self.matrix_rate]
+        off = ("health.confirm_drawer=false",)
+        for broker in ("default", "tuned"):
+            for a in agents:
+                yield Case(
+                    a, "calm", self.matrix_rate, dur, broker, agent_set=off, variant="sensor off"
+                )
+        for b in bridges:
+            yield Case(b, "sustained", self.sustained_rate, self.sustained_s, broker="bulk")
+        for a in agents:
+            yield Case(a, "refusing", 2, 3.0, agent_set=("security.max_age_s=1",))
+
+    def floor_cases(self) -> Iterator[Case]:
+        """The bare hop and bare TCP at every rate."""
+        for kind in ("hop", "tcp"):
+            for rate, dur in self.rate_s.items():
+                yield Case(kind, "floor", rate, dur)
+
+    def matrix_cases(self, agents: tuple[str, ...]) -> Iterator[Case]:
+        """Broker Nagle by POS Nagle at one rate (default broker + POS nodelay is in calm)."""
+        dur = self.rate_s[self.matrix_rate]
+        for broker, pos in (("default", False), ("tuned", True), ("tuned", False)):
+            for b in ("floor", *agents):
+                yield Case(b, "calm", self.matrix_rate, dur, broker=broker, pos_nodelay=pos)
+
+
+FULL = Plan({1: 10.0, 50: 6.0, 500: 4.0}, (50, 500), 50, 2200, 5.0, 5.0)
+QUICK = Plan({1: 3.0, 50: 2.0, 500: 1.0}, (50,), 50, 2200, 2.0, 4.0)
 
 
 # =========================================================================== orchestration
 
 
-@dataclass
-class Plan:
-    """Phase durations in seconds."""
+class Rig:
+    """Brokers, publishers and the printer farm shared by every phase of a run."""
 
-    rate_s: dict[int, float]
-    sustained_rate: int
-    sustained_s: float
-    drain_s: float
+    def __init__(self, stack: contextlib.ExitStack, setup: Setup, farm: PrinterFarm) -> None:
+        self.setup = setup
+        self.farm = farm
+        self.brokers = {
+            name: stack.enter_context(
+                mosquitto(setup.work, f"mosquitto-{name}", tuned=tuned, bulk=name == "bulk")
+            )
+            for name, tuned in (("default", False), ("tuned", True), ("bulk", True))
+        }
+        self.pubs: dict[tuple[str, bool], Publisher] = {}
+        stack.callback(lambda: [p.close() for p in self.pubs.values()])
+        self.n = 0
+
+    def pub(self, case: Case) -> Publisher:
+        """The POS for this case's broker and Nagle setting."""
+        key = (case.broker, case.pos_nodelay)
+        if key not in self.pubs:
+            name = f"{case.broker}-{'nodelay' if case.pos_nodelay else 'nagle'}"
+            self.pubs[key] = Publisher(
+                self.brokers[case.broker], nodelay=case.pos_nodelay, name=name
+            )
+        return self.pubs[key]
+
+    def measure(self, case: Case, drain_s: float) -> Phase:
+        """Run one case with a fresh bridge process."""
+        pub, broker = self.pub(case), self.brokers[case.broker]
+        if case.bridge == "hop":
+            return floor_hop(pub, broker, self.setup.work, case)
+        if case.bridge == "tcp":
+            return floor_tcp(self.farm, case)
+        self.n += 1
+        shop = f"{case.bridge}{self.n}"
+        if case.is_agent:
+            b = start_agent(case.bridge, shop, broker, case, self.setup, pub)
+        else:
+            b = start_role(
+                case.bridge, shop, broker, self.setup.routes[case.routes], self.setup.work
+            )
+        try:
+            ph = run_phase(pub, self.farm, b, case, drain_s)
+        finally:
+            b.stop()
+        if case.is_agent:
+            ph.notes += log_notes(b)
+        return ph
 
 
-# The sustained phase offers 1,100 ev/s: the publisher's own pacing lands a little under
-# what it is asked for, and the target is that the agent keeps up with at least 1,000.
-FULL = Plan({1: 30.0, 50: 8.0, 500: 6.0}, 1100, 10.0, 5.0)
-QUICK = Plan({1: 3.0, 50: 2.0, 500: 2.0}, 1100, 3.0, 3.0)
+def routes_for(farm: PrinterFarm) -> dict[str, dict[str, tuple[str, int]]]:
+    """Healthy, one-hung and one-refusing route tables."""
+    healthy = {f"T{i:02d}": ("127.0.0.1", p) for i, p in enumerate(farm.ports)}
+    return {
+        "healthy": healthy,
+        "hung": dict(healthy, T00=("127.0.0.1", farm.hung_port)),
+        "refusing": dict(healthy, T00=("127.0.0.1", free_port())),  # nothing listens there
+    }
 
 
-def main_bench(plan: Plan, out: Path, bridges: list[str], skip_floors: bool = False) -> None:
+def progress(t_start: float, ph: Phase) -> None:
+    """One line per phase on stdout."""
+    c = ph.case
+    acks = f" acks={dict(ph.acks)}" if ph.acks else ""
+    ackl = f" ack p50={fmt_ms(ph.ack_lat.p50)} p99={fmt_ms(ph.ack_lat.p99)}" if ph.ack_lat else ""
+    print(
+        f"[{time.monotonic() - t_start:6.1f}s] {c.scenario:9} {c.bridge:6} {c.variant:10}"
+        f" broker={c.broker:7} pos={'nodelay' if c.pos_nodelay else 'nagle':7}"
+        f" {c.rate:>5g}/s n={ph.published:<6} p50={fmt_ms(ph.lat.p50):>7}"
+        f" p99={fmt_ms(ph.lat.p99):>7} held={ph.held} loss={ph.loss} dup={ph.dup}"
+        f" cpu={ph.cpu_pct:.0f}%{acks}{ackl} load={ph.load}",
+        flush=True,
+    )
+
+
+def main_bench(plan: Plan, out: Path, roots: dict[str, Path]) -> None:
     """Run every phase and write the markdown report."""
+    from bench.core_report import render
+
     info = machine_info()
     t_start = time.monotonic()
     phases: list[Phase] = []
-    with tmpdir() as tmp:
-        work = Path(tmp)
+    agents = tuple(k for k in ("before", "agent") if k in roots)
+    with tmpdir() as tmp, contextlib.ExitStack() as stack:
         farm = PrinterFarm(PRINTERS)
-        try:
-            with mosquitto(work) as broker:
-                pub = Publisher(broker)
-                healthy_routes = {f"T{i:02d}": ("127.0.0.1", p) for i, p in enumerate(farm.ports)}
-                hung_routes = dict(healthy_routes, T00=("127.0.0.1", farm.hung_port))
-                n = 0
-
-                def progress(ph: Phase) -> None:
-                    phases.append(ph)
-                    print(
-                        f"[{time.monotonic() - t_start:6.1f}s] {ph.scenario:9} {ph.bridge:18}"
-                        f" {ph.rate:>5g}/s n={ph.published:<6} p50={fmt_ms(ph.lat.p50):>7}"
-                        f" p99={fmt_ms(ph.lat.p99):>7} max={fmt_ms(ph.lat.max):>7}"
-                        f" loss={ph.loss} dup={ph.dup} cpu={ph.cpu_pct:.0f}%"
-                        + (f" acks={dict(ph.acks)}" if ph.acks else "")
-                        + (
-                            f" agent-internal p50={fmt_ms(ph.agent_lat.p50)}"
-                            f" p99={fmt_ms(ph.agent_lat.p99)}"
-                            if ph.agent_lat
-                            else ""
-                        ),
-                        flush=True,
-                    )
-
-                for rate, dur in plan.rate_s.items():
-                    if not skip_floors:
-                        progress(floor_hop(pub, broker, work, rate, dur))
-                for rate, dur in plan.rate_s.items():
-                    if not skip_floors:
-                        progress(floor_tcp(farm, rate, dur))
-                for scenario, routes in (("calm", healthy_routes), ("hung", hung_routes)):
-                    for kind in bridges:
-                        for rate, dur in plan.rate_s.items():
-                            n += 1
-                            b = start_bridge(kind, f"{kind}{n}", broker, routes, work, pub)
-                            try:
-                                progress(run_phase(pub, farm, b, scenario, rate, dur, plan.drain_s))
-                            finally:
-                                b.stop()
-                            if kind == "agent":
-                                phases[-1].notes += log_notes(b)
-                hung_after = farm.ask("verify_hung")
-                for kind in bridges:
-                    n += 1
-                    b = start_bridge(kind, f"{kind}{n}", broker, healthy_routes, work, pub)
-                    try:
-                        progress(
-                            run_phase(
-                                pub,
-                                farm,
-                                b,
-                                "sustained",
-                                plan.sustained_rate,
-                                plan.sustained_s,
-                                max(plan.drain_s, 10.0),
-                            )
-                        )
-                    finally:
-                        b.stop()
-                    if kind == "agent":
-                        phases[-1].notes += log_notes(b)
-                pub.close()
-        finally:
-            hung_before = farm.hung_check
-            farm.close()
+        stack.callback(farm.close)
+        rig = Rig(stack, Setup(Path(tmp), roots, routes_for(farm)), farm)
+        for case in plan.cases(agents):
+            ph = rig.measure(case, plan.drain_s)
+            phases.append(ph)
+            progress(t_start, ph)
+        hung = (farm.hung_check, farm.ask("verify_hung"))
+    info["load at end"] = load_avg()
     elapsed = time.monotonic() - t_start
-    report = render(info, plan, phases, hung_before, hung_after, elapsed)
+    report = render(info, plan, phases, hung, roots, elapsed)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(f"\nwrote {out} ({elapsed:.0f} s)")
@@ -666,7 +793,7 @@ def main_bench(plan: Plan, out: Path, bridges: list[str], skip_floors: bool = Fa
 
 def log_notes(b: Bridge) -> list[str]:
     """Warnings and errors the agent logged during the phase."""
-    if b.log is None or not b.log.exists():
+    if not b.log.exists():
         return []
     levels = Counter[str]()
     first: dict[str, str] = {}
@@ -678,334 +805,38 @@ def log_notes(b: Bridge) -> list[str]:
     return [f"{lvl} x{c}: {first[lvl]}" for lvl, c in levels.items()]
 
 
-# =========================================================================== report
-
-NAMES = {
-    "floor": "floor (aiomqtt sub + asyncio TCP)",
-    "naive": "naive (paho callback + blocking socket)",
-    "agent": "drawer-agent",
-}
-
-
-def render(
-    info: dict[str, str],
-    plan: Plan,
-    phases: list[Phase],
-    hung_before: dict[str, object],
-    hung_after: dict[str, object],
-    elapsed: float,
-) -> str:
-    """The markdown report."""
-
-    def get(bridge: str, scenario: str, rate: float) -> Phase | None:
-        for p in phases:
-            if p.bridge == bridge and p.scenario == scenario and p.rate == rate:
-                return p
-        return None
-
-    L: list[str] = []
-    w = L.append
-    w("# Core path benchmark: publish → first kick byte at the printer\n")
-    w(
-        f"Generated by `python -m bench.bench_core{' --quick' if plan is QUICK else ''}` "
-        f"in {elapsed:.0f} s.\n"
-    )
-    w("| | |\n|---|---|")
-    for k in ("date", "nproc", "cpu", "kernel", "python", "mosquitto"):
-        w(f"| {k} | {info[k]} |")
-    w("")
-    w("## Setup\n")
-    w(
-        "- Loopback only. mosquitto on a free port, `persistence false`, "
-        "`max_inflight_messages 1000`, `max_queued_messages 1000000`, `set_tcp_nodelay true`."
-    )
-    w(
-        f"- {PRINTERS} virtual ESC/POS printers (`agent.devtools.emulator.VirtualPrinterServer`, "
-        "single session each) in **their own process**; terminals T00..T19 map 1:1 to "
-        "printers P00..P19; events go round-robin over the terminals."
-    )
-    w(
-        "- Publisher: this process, paho-mqtt 2 with its network thread, QoS 1, "
-        "`time.time()` taken just before `publish()`. Printer stamp: `time.time()` when "
-        "the kick bytes are decoded. Same host clock."
-    )
-    w("- Each bridge runs in **its own process**, started fresh for each phase:")
-    w(
-        f"  - *floor*: aiomqtt subscriber (QoS 1) that per message `json.loads` the payload "
-        f"and starts a task that connects, writes 5 bytes and closes (connect timeout "
-        f"{CONNECT_TIMEOUT_S:g} s). No ledger, no acks, no per-printer serialisation."
-    )
-    w(
-        f"  - *naive*: paho `on_message` → `json.loads` → blocking "
-        f"`socket.create_connection(timeout={CONNECT_TIMEOUT_S:g})`, `sendall`, `close`. "
-        "No ledger, no acks, no retry."
-    )
-    w(
-        "  - *drawer-agent*: `python -m agent run --config FILE` (MQTT v5, manual PUBACK after "
-        "the ledger write, SQLite WAL ledger on a temp file, one ack per event, log level "
-        "INFO to a file). Bench config: `[security] max_pulses_per_minute = 0` (the default "
-        "20/min per drawer would reject most events at 50 ev/s per drawer), "
-        "`[dispatch] queue_size = 100000`, `grace_s = 0.5`; everything else default "
-        "(`max_age_s = 30`, `connect_timeout_s = 1`)."
-    )
-    w(
-        "- *Bare MQTT hop*: the same aiomqtt subscriber that only timestamps. "
-        "*Bare TCP*: asyncio connect + write 5 bytes + close from the bench process to "
-        "the printer process. The **combined floor** is the *floor* bridge above."
-    )
-    w(
-        f"- Hung printer: P00 points at a listener with `listen(0)` whose accept queue is "
-        f"filled by never-accepted connections, so SYNs are dropped. Verified at start: "
-        f"connect {hung_before.get('result')} after {hung_before.get('after_s')} s; after "
-        f"all phases: {hung_after.get('result')} after {hung_after.get('after_s')} s. Only "
-        "the 19 healthy printers count for latency and loss in the hung rows."
-    )
-    durs = ", ".join(f"{r} ev/s × {d:g} s" for r, d in plan.rate_s.items())
-    w(
-        f"- Phase lengths: {durs}; sustained {plan.sustained_rate} ev/s × "
-        f"{plan.sustained_s:g} s. Drain window after the last publish: {plan.drain_s:g} s "
-        "(events not delivered by then count as loss and as ∞ in the percentiles)."
-    )
-    w(
-        "- Publisher socket has TCP_NODELAY: with Nagle on, a POS that also receives QoS 1 "
-        "acks on the same connection holds each event PUBLISH behind its own PUBACK until "
-        "the broker's delayed ACK (~40 ms); that alone put the agent's p50 at 20-35 ms."
-    )
-    w(f"- The agent measured is the source tree at `{AGENT_ROOT}`.")
-    w(
-        "- Latency pairing: the i-th event for a printer with the i-th pulse it received "
-        "(every bridge keeps per-printer order). Duplicates = pulses beyond events.\n"
-    )
-
-    # ---- floors
-    w("## Floors (ms)\n")
-    w(
-        "| rate ev/s | bare MQTT hop p50 / p99 | bare TCP p50 / p99 | sum p50 / p99 | "
-        "combined floor p50 / p99 / max |"
-    )
-    w("|---:|---|---|---|---|")
-    for rate in plan.rate_s:
-        hop, tcp, comb = (
-            get("mqtt hop", "floor", rate),
-            get("tcp connect+write", "floor", rate),
-            get("floor", "calm", rate),
-        )
-        cells = [str(rate)]
-        for p in (hop, tcp):
-            cells.append("–" if p is None else f"{fmt_ms(p.lat.p50)} / {fmt_ms(p.lat.p99)}")
-        if hop and tcp:
-            cells.append(
-                f"{fmt_ms(hop.lat.p50 + tcp.lat.p50)} / {fmt_ms(hop.lat.p99 + tcp.lat.p99)}"
-            )
-        else:
-            cells.append("–")
-        cells.append(
-            "–"
-            if comb is None
-            else f"{fmt_ms(comb.lat.p50)} / {fmt_ms(comb.lat.p99)} / {fmt_ms(comb.lat.max)}"
-        )
-        w("| " + " | ".join(cells) + " |")
-    w("")
-
-    # ---- main table
-    for scenario, title in (
-        ("calm", "All 20 printers healthy"),
-        ("hung", "One printer (P00) hanging in connect; 19 healthy"),
-    ):
-        w(f"## {title} (publish → first byte, ms, healthy printers)\n")
-        w(
-            "| rate | bridge | events | p50 | p99 | max | loss | dup | p50 ÷ floor p50 | "
-            "p99 ÷ naive p99 | bridge CPU | acks | publish→ack p50 / p99 |"
-        )
-        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
-        for rate in plan.rate_s:
-            floor = get("floor", scenario, rate)
-            naive = get("naive", scenario, rate)
-            for kind in ("floor", "naive", "agent"):
-                p = get(kind, scenario, rate)
-                if p is None:
-                    continue
-                acks = ", ".join(f"{k} {v}" for k, v in sorted(p.acks.items())) or "–"
-                if p.bridge == "agent" and p.acked_events < p.published:
-                    acks += f" ({p.published - p.acked_events} not acked yet)"
-                ackl = (
-                    "–"
-                    if p.ack_lat is None
-                    else f"{fmt_ms(p.ack_lat.p50)} / {fmt_ms(p.ack_lat.p99)}"
-                )
-                w(
-                    f"| {rate} | {NAMES[kind]} | {p.healthy_expected} | {fmt_ms(p.lat.p50)} | "
-                    f"{fmt_ms(p.lat.p99)} | {fmt_ms(p.lat.max)} | {p.loss} | {p.dup} | "
-                    f"{ratio(p.lat.p50, floor.lat.p50) if floor else '–'} | "
-                    f"{ratio(p.lat.p99, naive.lat.p99) if naive else '–'} | "
-                    f"{p.cpu_pct:.0f}% | {acks} | {ackl} |"
-                )
-        w("")
-    # ---- hung vs calm
-    w("## Head-of-line blocking: healthy printers' p99, hung vs calm (ms)\n")
-    w("| rate | bridge | calm p99 | hung p99 | hung ÷ calm | limit 1.5×calm+1 | within |")
-    w("|---:|---|---:|---:|---:|---:|---|")
-    for rate in plan.rate_s:
-        for kind in ("floor", "naive", "agent"):
-            c, h = get(kind, "calm", rate), get(kind, "hung", rate)
-            if c is None or h is None:
-                continue
-            lim = 1.5 * c.lat.p99 + 1.0
-            w(
-                f"| {rate} | {NAMES[kind]} | {fmt_ms(c.lat.p99)} | {fmt_ms(h.lat.p99)} | "
-                f"{ratio(h.lat.p99, c.lat.p99)} | {fmt_ms(lim)} | "
-                f"{'yes' if h.lat.p99 <= lim else 'NO'} |"
-            )
-    w("")
-    # ---- sustained
-    w(f"## Sustained {plan.sustained_rate} ev/s for {plan.sustained_s:g} s\n")
-    w(
-        "| bridge | published | publish rate | delivered | loss | dup | delivery rate | "
-        "p50 | p99 | max | acks | CPU | peak RSS (VmHWM) |"
-    )
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
-    for kind in ("floor", "naive", "agent"):
-        p = get(kind, "sustained", plan.sustained_rate)
-        if p is None:
-            continue
-        acks = ", ".join(f"{k} {v}" for k, v in sorted(p.acks.items())) or "–"
-        deliv = (p.pulses / p.last_pulse_s) if p.last_pulse_s and p.pulses else math.nan
-        w(
-            f"| {NAMES[kind]} | {p.published} | {p.published / p.publish_s:.0f}/s | "
-            f"{p.pulses} | {p.loss} | {p.dup} | {deliv:.0f}/s | {fmt_ms(p.lat.p50)} | "
-            f"{fmt_ms(p.lat.p99)} | {fmt_ms(p.lat.max)} | {acks} | {p.cpu_pct:.0f}% | "
-            f"{p.hwm_mb:.1f} MB |"
-        )
-    w("")
-    # ---- targets
-    w("## Targets (issue 2)\n")
-    w("| target | numbers | met |")
-    w("|---|---|---|")
-    for rate in plan.rate_s:
-        a, f = get("agent", "calm", rate), get("floor", "calm", rate)
-        if a and f:
-            ok = a.lat.p50 <= f.lat.p50 + 1.0
-            w(
-                f"| p50 ≤ floor + 1 ms @ {rate} ev/s | agent {fmt_ms(a.lat.p50)} vs floor "
-                f"{fmt_ms(f.lat.p50)} + 1 = {fmt_ms(f.lat.p50 + 1)} | "
-                f"{'met' if ok else 'NOT met'} |"
-            )
-    for rate in plan.rate_s:
-        a, nv = get("agent", "calm", rate), get("naive", "calm", rate)
-        if a and nv:
-            ok = a.lat.p99 <= nv.lat.p99
-            w(
-                f"| calm p99 ≤ naive p99 @ {rate} ev/s | agent {fmt_ms(a.lat.p99)} vs naive "
-                f"{fmt_ms(nv.lat.p99)} ({ratio(a.lat.p99, nv.lat.p99)}) | "
-                f"{'met' if ok else 'NOT met'} |"
-            )
-    for rate in plan.rate_s:
-        c, h = get("agent", "calm", rate), get("agent", "hung", rate)
-        if c and h:
-            lim = 1.5 * c.lat.p99 + 1.0
-            ok = h.lat.p99 <= lim and h.loss == 0
-            w(
-                f"| hung: healthy p99 ≤ 1.5×calm + 1 ms @ {rate} ev/s | hung {fmt_ms(h.lat.p99)} "
-                f"vs {fmt_ms(lim)} (calm {fmt_ms(c.lat.p99)}), loss {h.loss} | "
-                f"{'met' if ok else 'NOT met'} |"
-            )
-    s = get("agent", "sustained", plan.sustained_rate)
-    if s:
-        deliv = (s.pulses / s.last_pulse_s) if s.last_pulse_s and s.pulses else math.nan
-        ok = (
-            s.loss == 0
-            and s.dup == 0
-            and s.acks.get("opened", 0) == s.published
-            and deliv >= 1000
-            and s.published / s.publish_s >= 1000
-        )
-        w(
-            f"| ≥ 1,000 ev/s sustained, no loss | published {s.published / s.publish_s:.0f}/s, "
-            f"delivered {deliv:.0f}/s, loss {s.loss}, dup {s.dup}, opened acks "
-            f"{s.acks.get('opened', 0)}/{s.published}, agent CPU {s.cpu_pct:.0f}% | "
-            f"{'met' if ok else 'NOT met'} |"
-        )
-    agents = [p for p in phases if p.bridge == "agent"]
-    if agents:
-        peak = max(p.hwm_mb for p in agents)
-        w(
-            f"| RSS ≤ 80 MB | peak VmHWM over all agent runs {peak:.1f} MB | "
-            f"{'met' if peak <= 80 else 'NOT met'} |"
-        )
-    dups = sum(p.dup for p in phases) + sum(p.multi_acked for p in phases)
-    w(
-        f"| duplicates = 0 | {dups} duplicate pulses or acks over every phase | "
-        f"{'met' if dups == 0 else 'NOT met'} |"
-    )
-    w("")
-    notes = [(p, n) for p in phases for n in p.notes]
-    odd = [p for p in phases if p.negative or p.resets]
-    if notes or odd:
-        w("## Notes from the run\n")
-        for p in odd:
-            w(
-                f"- {p.bridge} {p.scenario} {p.rate:g}/s: {p.negative} negative latencies, "
-                f"{p.resets} printer connections without a pulse (status probes, drawer-sensor "
-                "reads, resets)"
-            )
-        for p, n in notes:
-            w(f"- agent {p.scenario} {p.rate:g}/s log: `{n}`")
-        w("")
-    return "\n".join(L)
+def run_role(role: str, spec: dict[str, Any]) -> None:
+    """Entry point of a bridge subprocess."""
+    if role == "hop":
+        asyncio.run(role_hop(spec))
+    elif role == "floor":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(role_floor(spec))
+    elif role == "naive":
+        role_naive(spec)
 
 
 def main() -> None:
     """CLI."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="about 1 minute smoke run")
+    ap.add_argument("--quick", action="store_true", help="about 2 minutes smoke run")
     ap.add_argument("--out", type=Path, default=RESULTS, help="markdown report path")
     ap.add_argument(
-        "--bridges",
-        default="floor,naive,agent",
-        help="comma list of floor,naive,agent (default all)",
-    )
-    ap.add_argument("--rates", help="override rates:seconds, e.g. 1:10,50:8,500:6")
-    ap.add_argument("--sustained", help="rate:seconds for the sustained phase, e.g. 1000:10")
-    ap.add_argument(
-        "--agent-root",
-        type=Path,
-        default=ROOT,
-        help="run the agent from this source tree (default: this repo)",
+        "--agent-root", type=Path, default=ROOT, help="the agent tree measured as 'after'"
     )
     ap.add_argument(
-        "--agent-set",
-        action="append",
-        default=[],
-        help="extra agent config, e.g. mqtt.protocol='\"3.1.1\"' (repeatable)",
+        "--before-root", type=Path, help="an older agent tree measured as 'before' in the same run"
     )
-    ap.add_argument("--skip-floors", action="store_true", help="skip the bare hop/TCP floors")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
-        spec = json.loads(args.spec)
-        if args.role == "hop":
-            asyncio.run(role_hop(spec))
-        elif args.role == "floor":
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(role_floor(spec))
-        elif args.role == "naive":
-            role_naive(spec)
+        run_role(args.role, json.loads(args.spec))
         return
-    global AGENT_ROOT  # noqa: PLW0603 - one CLI switch, read by start_bridge
-    AGENT_ROOT = args.agent_root.resolve()
-    AGENT_SET[:] = args.agent_set
-    plan = QUICK if args.quick else FULL
-    if args.rates or args.sustained:
-        rate_s = plan.rate_s
-        if args.rates:
-            rate_s = {int(a): float(b) for a, b in (x.split(":") for x in args.rates.split(","))}
-        sr, ss = plan.sustained_rate, plan.sustained_s
-        if args.sustained:
-            a, b = args.sustained.split(":")
-            sr, ss = int(a), float(b)
-        plan = Plan(rate_s, sr, ss, plan.drain_s)
-    main_bench(plan, args.out, [b for b in args.bridges.split(",") if b], args.skip_floors)
+    roots = {"agent": args.agent_root.resolve()}
+    if args.before_root:
+        roots["before"] = args.before_root.resolve()
+    main_bench(QUICK if args.quick else FULL, args.out, roots)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
@@ -46,31 +47,38 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def mosquitto_conf(workdir: Path, name: str, port: int, *, tuned: bool, bulk: bool = False) -> Path:
+    """A mosquitto config on a loopback port: its defaults, or with `set_tcp_nodelay true`.
+
+    Only what a throw-away loopback broker needs is set (listener, anonymous access, a log);
+    everything else, Nagle included, is mosquitto's default unless `tuned`. `bulk` lifts the
+    in-flight and queue limits (defaults 20 and 1000 messages), which otherwise drop QoS 1
+    messages under a sustained load that any subscriber falls behind.
+    """
+    lines = [
+        "per_listener_settings false",
+        "allow_anonymous true",
+        f"log_dest file {workdir / (name + '.log')}",
+        "log_type error",
+        "log_type warning",
+        f"listener {port} 127.0.0.1",
+    ]
+    if tuned:
+        lines.append("set_tcp_nodelay true")
+    if bulk:
+        lines += ["max_inflight_messages 1000", "max_queued_messages 1000000", "max_queued_bytes 0"]
+    conf = workdir / f"{name}.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
 @contextlib.contextmanager
-def mosquitto(workdir: Path) -> Iterator[int]:
-    """A mosquitto on a free loopback port: no persistence, generous in-flight and queue."""
+def mosquitto(
+    workdir: Path, name: str = "mosquitto", *, tuned: bool = True, bulk: bool = False
+) -> Iterator[int]:
+    """A mosquitto on a free loopback port (see `mosquitto_conf`); yields the port."""
     port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                "per_listener_settings false",
-                "allow_anonymous true",
-                "persistence false",
-                # v3.1.1 clients get this many unacked QoS 1 messages (v5 clients: their
-                # own Receive Maximum; the agent asks for 100).
-                "max_inflight_messages 1000",
-                "max_queued_messages 1000000",
-                "max_queued_bytes 0",
-                "set_tcp_nodelay true",
-                f"log_dest file {workdir / 'mosquitto.log'}",
-                "log_type error",
-                "log_type warning",
-                f"listener {port} 127.0.0.1",
-                "",
-            ]
-        )
-    )
+    conf = mosquitto_conf(workdir, name, port, tuned=tuned, bulk=bulk)
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -123,6 +131,11 @@ class PrinterFarm:
         """Pulses received by all printers since the last dump."""
         return int(self.ask("count")["pulses"])  # type: ignore[call-overload]
 
+    def wait(self, per_printer: Sequence[int], timeout: float) -> bool:
+        """Block until printer i has `per_printer[i]` pulses (the farm wakes on its sockets)."""
+        answer = self.ask(f"wait {timeout} " + json.dumps(list(per_printer)))
+        return bool(answer["ok"])
+
     def dump(self) -> tuple[list[list[float]], list[int]]:
         """Pulse times per printer and connection counts; resets the farm's records."""
         answer = self.ask("dump")
@@ -167,6 +180,18 @@ def check_hung(port: int, timeout: float = 0.5) -> dict[str, object]:
     return {"result": result, "after_s": round(time.monotonic() - start, 3), "timeout_s": timeout}
 
 
+async def _wait_all(printers: Sequence[Any], counts: Sequence[int], timeout: float) -> bool:
+    """Wait on each printer's own pulse condition (woken by its socket, no polling)."""
+    try:
+        async with asyncio.timeout(timeout):
+            for printer, n in zip(printers, counts, strict=True):
+                if n:
+                    await printer.wait_for_pulses(n, timeout=timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _farm(count: int) -> None:
     sys.path.insert(0, str(ROOT))
     from agent.core.commands import CommandSet
@@ -209,6 +234,9 @@ async def _farm(count: int) -> None:
             for p in printers:
                 p.pulses.clear()
                 p.connections = 0
+        elif cmd.startswith("wait "):
+            _, timeout, counts = cmd.split(" ", 2)
+            say({"ok": await _wait_all(printers, json.loads(counts), float(timeout))})
         elif cmd == "verify_hung":
             say(await loop.run_in_executor(None, check_hung, hung.getsockname()[1]))
         else:  # quit or EOF
@@ -292,7 +320,14 @@ def machine_info() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "mosquitto": mosq,
+        "load at start": load_avg(),
     }
+
+
+def load_avg() -> str:
+    """The 1/5/15-minute load averages, as `uptime` prints them (the machine is shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def proc_cpu_s(pid: int) -> float:
