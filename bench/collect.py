@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
-ORDER = ("core.md", "soak.md", "discovery.md", "health.md", "failover.md")
+ORDER = ("core.md", "capture.md", "soak.md", "discovery.md", "health.md", "failover.md")
 
 
 def main() -> None:
