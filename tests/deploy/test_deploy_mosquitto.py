@@ -40,7 +40,12 @@ FLEET_CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
 FLEET_ACL = DEPLOY / "mosquitto" / "acl"
 DEMO_CONF = DOCKER / "mosquitto" / "mosquitto.conf"
 
-PASSWORDS = {"salon-1": "pw-salon-1", "salon-2": "pw-salon-2", "pos-backend": "pw-backend"}
+PASSWORDS = {
+    "salon-1": "pw-salon-1",
+    "salon-2": "pw-salon-2",
+    "pos-backend": "pw-backend",
+    "pos-salon-1": "pw-pos-salon-1",
+}
 
 
 def _id(prefix: str) -> str:
@@ -91,11 +96,22 @@ def test_fleet_acl_is_per_shop() -> None:
         "pattern write shops/%u/agent/status",
         "pattern write shops/%u/printers/+/status",
         "pattern write shops/%u/alerts",
+        "pattern read shops/%u/agent/request/#",
+        "pattern write shops/%u/agent/response/#",
+        "pattern write shops/%u/agent/config",
+        "pattern write shops/%u/agent/inventory",
     }
     # "topic" lines before the first "user" line would apply to anonymous clients.
     first_user = next(i for i, line in enumerate(rules) if line.startswith("user "))
     assert not any(line.startswith("topic ") for line in rules[:first_user])
-    assert rules[first_user:] == ["user pos-backend", "topic readwrite shops/#"]
+    users = [i for i, line in enumerate(rules) if line.startswith("user ")]
+    assert rules[users[0] : users[1]] == ["user pos-backend", "topic readwrite shops/#"]
+    # The one shop's POS block: only salon-1 topics, and nothing that reads another shop.
+    pos = rules[users[1] :]
+    assert pos[0] == "user pos-salon-1"
+    assert all(line.split()[2].startswith("shops/salon-1/") for line in pos[1:]), pos
+    assert "topic write shops/salon-1/agent/request/#" in pos
+    assert not any(line.startswith("topic readwrite") for line in pos)
 
 
 # --- the fleet broker, running -----------------------------------------------------------------
@@ -334,3 +350,83 @@ def test_demo_broker_accepts_the_demo_credentials(tmp_path: Path, mosquitto: str
             assert message.payload == b"demo-event"
         finally:
             shop.close()
+
+
+# --- a shop's POS credentials (remote configuration, issue 11) ----------------------------------
+
+
+def test_shop_pos_writes_requests_and_reads_its_state(fleet: Broker, certs: Certs) -> None:
+    agent = _client(fleet, certs.ca, "salon-1")
+    pos = _client(fleet, certs.ca, "pos-salon-1")
+    try:
+        granted = agent.subscribe("shops/salon-1/agent/request/#")
+        assert [int(rc.value) for rc in granted] == [1]
+        pos.subscribe(
+            "shops/salon-1/agent/response/#",
+            "shops/salon-1/agent/config",
+            "shops/salon-1/agent/inventory",
+            "shops/salon-1/cash/acks",
+        )
+        pos.publish("shops/salon-1/agent/request/config/get", b'{"transaction":"t1"}')
+        message, _ = agent.expect("shops/salon-1/agent/request/config/get")
+        assert message.payload == b'{"transaction":"t1"}'
+        agent.publish("shops/salon-1/agent/response/config/get", b'{"transaction":"t1"}')
+        agent.publish("shops/salon-1/agent/config", b'{"revision":1}', retain=True)
+        agent.publish("shops/salon-1/agent/inventory", b'{"printers":[]}', retain=True)
+        agent.publish("shops/salon-1/cash/acks", b'{"status":"opened"}')
+        for topic in (
+            "shops/salon-1/agent/response/config/get",
+            "shops/salon-1/agent/config",
+            "shops/salon-1/agent/inventory",
+            "shops/salon-1/cash/acks",
+        ):
+            message, _ = pos.expect(topic)
+            assert message.payload
+    finally:
+        agent.publish("shops/salon-1/agent/config", b"", retain=True)
+        agent.publish("shops/salon-1/agent/inventory", b"", retain=True)
+        pos.close()
+        agent.close()
+
+
+def test_shop_pos_reaches_nothing_of_another_shop(fleet: Broker, certs: Certs) -> None:
+    backend = _client(fleet, certs.ca, "pos-backend")
+    # Retained state of salon-2, there before the snoop subscribes.
+    backend.publish("shops/salon-2/agent/config", b'{"secret":1}', retain=True)
+    backend.publish("shops/salon-2/agent/inventory", b'{"secret":2}', retain=True)
+    pos = _client(fleet, certs.ca, "pos-salon-1")
+    try:
+        backend.subscribe("shops/#")
+        pos.subscribe(
+            "shops/salon-2/#",
+            "shops/+/agent/config",
+            "shops/+/agent/inventory",
+            "shops/salon-1/cash/acks",
+        )
+        forbidden = [
+            "shops/salon-2/agent/request/terminals/set",
+            "shops/salon-2/cash/events",
+            "shops/salon-1/agent/response/config/get",  # only the agent answers
+            "shops/salon-1/agent/config",
+            "shops/salon-1/agent/inventory",
+            "shops/salon-1/cash/acks",
+        ]
+        for topic in forbidden:
+            pos.publish(topic, b"forged")  # mosquitto PUBACKs and drops it
+        pos.publish("shops/salon-1/agent/request/config/get", b"control")
+        control, before = backend.expect("shops/salon-1/agent/request/config/get")
+        assert control.payload == b"control"
+        leaked = before + backend.drain(SILENCE_S)
+        assert not [m for m in leaked if m.payload == b"forged"], leaked
+        # Positive control for the reader: its own acks arrive, salon-2's retained state never.
+        backend.publish("shops/salon-2/agent/response/config/get", b"secret-response")
+        backend.publish("shops/salon-1/cash/acks", b"mine")
+        mine, before = pos.expect("shops/salon-1/cash/acks")
+        assert mine.payload == b"mine"
+        leaked = before + pos.drain(SILENCE_S)
+        assert not [m for m in leaked if m.topic.startswith("shops/salon-2/")], leaked
+    finally:
+        backend.publish("shops/salon-2/agent/config", b"", retain=True)
+        backend.publish("shops/salon-2/agent/inventory", b"", retain=True)
+        pos.close()
+        backend.close()
