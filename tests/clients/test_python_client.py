@@ -1,0 +1,111 @@
+"""The Python client end to end: real mosquitto, the real agent, real virtual printers.
+
+The same scenarios run through the TypeScript client in test_typescript_client.py.
+"""
+
+import asyncio
+
+import pytest
+from drawer_agent_client import Client, NoAck, Rejected
+
+from agent.core.commands import CommandSet
+from agent.devtools.emulator import VirtualPrinterServer
+from tests.conftest import make_settings, running_agent
+
+pytestmark = pytest.mark.broker
+SECRET = b"k" * 40
+
+
+@pytest.fixture
+async def printers():
+    async with (
+        VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
+        VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
+    ):
+        yield front, back
+
+
+def shop(tmp_path, mosquitto, front, back, *, signed=False):
+    sections = {}
+    if signed:
+        sections["security"] = {"require_signed": True, "keys": {"pos-1": SECRET.decode()}}
+    return make_settings(
+        tmp_path,
+        mosquitto.port,
+        {
+            "front": {"host": "127.0.0.1", "port": front.port, "model": "epson-tm-t20iii"},
+            "back": {"host": "127.0.0.1", "port": back.port, "model": "star-tsp650ii"},
+        },
+        {"T1": "front", "T3": "back"},
+        **sections,
+    )
+
+
+async def test_an_event_opens_the_drawer(mosquitto, tmp_path, printers):
+    front, back = printers
+    async with (
+        running_agent(shop(tmp_path, mosquitto, front, back)),
+        Client(mosquitto.url, "t") as c,
+    ):
+        ack = await c.publish({"type": "sale", "terminal_id": "T1"})
+    assert ack.status == "opened" and ack.printer_id == "front"
+    assert ack.event_id and ack.attempts == 1
+    assert len(front.pulses) == 1 and back.pulses == []
+
+
+async def test_a_signed_event_opens_and_a_forged_one_is_rejected(mosquitto, tmp_path, printers):
+    front, back = printers
+    async with running_agent(shop(tmp_path, mosquitto, front, back, signed=True)):
+        async with Client(mosquitto.url, "t", key_id="pos-1", key=SECRET) as c:
+            ack = await c.publish({"type": "sale", "terminal_id": "T3"})
+        async with Client(mosquitto.url, "t", key_id="pos-1", key=b"x" * 40) as forger:
+            with pytest.raises(Rejected) as refused:
+                await forger.publish({"type": "sale", "terminal_id": "T3"})
+        async with Client(mosquitto.url, "t") as unsigned:
+            with pytest.raises(Rejected, match="unsigned"):
+                await unsigned.publish({"type": "sale", "terminal_id": "T3"})
+    assert ack.status == "opened"
+    assert "bad_signature" in refused.value.reason
+    assert len(back.pulses) == 1
+
+
+async def test_a_duplicate_gives_duplicate(mosquitto, tmp_path, printers):
+    front, back = printers
+    async with (
+        running_agent(shop(tmp_path, mosquitto, front, back)),
+        Client(mosquitto.url, "t") as c,
+    ):
+        event_id, payload = c.prepare({"type": "refund", "terminal_id": "T1"})
+        first = await c.publish_prepared(event_id, payload)
+        again = await c.publish_prepared(event_id, payload)
+    assert first.status == "opened"
+    assert (again.status, again.detail) == ("duplicate", "already handled: opened")
+    assert len(front.pulses) == 1
+
+
+async def test_a_broker_restart_mid_publish_gives_one_pulse_and_one_opened(
+    mosquitto, tmp_path, printers
+):
+    front, back = printers
+    async with (
+        running_agent(shop(tmp_path, mosquitto, front, back)) as agent,
+        Client(mosquitto.url, "t", retry_every_s=1.0, timeout_s=30) as c,
+    ):
+        publishing = asyncio.create_task(c.publish({"type": "sale", "terminal_id": "T1"}))
+        # The pulse is out; its ack waits ~0.4 s for the drawer sensor: kill -9 now.
+        await front.wait_for_pulses(1)
+        mosquitto.kill()
+        await asyncio.sleep(0)  # let both connections notice nothing yet
+        mosquitto.start()
+        ack = await publishing
+        assert c.connects >= 2
+    assert ack.status == "opened"
+    assert len(front.pulses) == 1
+    assert agent.intake.statuses.get("opened") == 1
+
+
+async def test_no_agent_means_no_ack_not_a_hang(mosquitto):
+    async with Client(mosquitto.url, "nobody", retry_every_s=0.2, timeout_s=1.0) as c:
+        with pytest.raises(NoAck) as missing:
+            await c.publish({"type": "sale", "terminal_id": "T1"})
+    assert missing.value.sent >= 3  # it kept re-publishing the same payload
