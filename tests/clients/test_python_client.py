@@ -99,7 +99,13 @@ async def test_a_broker_restart_mid_publish_gives_one_pulse_and_one_opened(
         mosquitto.start()
         ack = await publishing
         assert c.connects >= 2
-    assert ack.status == "opened"
+    # The agent's own ack may be lost with the broker: mosquitto PUBACKs before its snapshot
+    # reaches disk (README, "For POS backend developers"). The client's retry then gets the
+    # agent's answer for the id it already handled, which names the first outcome.
+    assert (ack.status, ack.detail) in {
+        ("opened", ack.detail),
+        ("duplicate", "already handled: opened"),
+    }
     assert len(front.pulses) == 1
     assert agent.intake.statuses.get("opened") == 1
 
