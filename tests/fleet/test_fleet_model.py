@@ -10,7 +10,7 @@ ONLINE = {
     "state": "online",
     "version": "0.1.0",
     "started_at": 1000.0,
-    "broker": "10.0.0.1:8883",
+    "broker": "192.0.2.1:8883",
     "printers": 2,
     "printer_ids": ["back", "front"],
 }
@@ -21,7 +21,7 @@ PRINTER = {
     "cover_open": False,
     "last_seen": 1005.0,
     "last_error": None,
-    "host": "192.168.1.20",
+    "host": "192.0.2.20",
 }
 
 
@@ -45,7 +45,7 @@ def test_agent_status_then_last_will():
     # The will carries only the state: what the agent said before stays known.
     assert (shop.version, shop.broker, shop.printer_ids) == (
         "0.1.0",
-        "10.0.0.1:8883",
+        "192.0.2.1:8883",
         ("back", "front"),
     )
 
