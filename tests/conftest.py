@@ -10,13 +10,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from agent.core.settings import Settings, validate
 from agent.service import app
+
+T = TypeVar("T")
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -138,25 +141,41 @@ def make_settings(
 
 
 @contextlib.asynccontextmanager
-async def running_agent(settings: Settings) -> AsyncIterator[app.Agent]:
-    """Run the agent in this loop until the block exits; yields once it is subscribed."""
-    started: asyncio.Future[app.Agent] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(app.run(settings, install_signals=False, started=started.set_result))
+async def running_service(
+    start: Callable[[Callable[[T], None]], Coroutine[object, object, object]],
+    ready: Callable[[T], Awaitable[object]],
+) -> AsyncIterator[T]:
+    """Run `start(started)` in this loop until the block exits; yield what it started once ready.
+
+    `start` is a service's run coroutine given its `started` callback; the yielded view's
+    `stopping` event (when it has one) asks it to stop, else the task is cancelled.
+    """
+    started: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(start(started.set_result))
     try:
         await asyncio.wait({started, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
-            task.result()  # raises what stopped the agent before it started
-        agent = started.result()
-        await asyncio.wait_for(agent.link.connected.wait(), 10)
-        yield agent
+            task.result()  # raises what stopped the service before it started
+        view = started.result()
+        await asyncio.wait_for(ready(view), 10)
+        yield view
     finally:
-        if started.done():
-            started.result().stopping.set()
+        stopping = getattr(started.result(), "stopping", None) if started.done() else None
+        if stopping is not None:
+            stopping.set()
             await asyncio.wait_for(task, 10)
         else:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def running_agent(settings: Settings) -> contextlib.AbstractAsyncContextManager[app.Agent]:
+    """Run the agent in this loop until the block exits; yields once it is subscribed."""
+    return running_service(
+        lambda started: app.run(settings, install_signals=False, started=started),
+        lambda agent: agent.link.connected.wait(),
+    )
 
 
 class HangingPort:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.core.settings import validate
 from agent.service.fleet import FleetOptions, FleetView, run_fleet
+from tests.conftest import running_service
 
 
 def fleet_options(
@@ -24,31 +24,16 @@ def fleet_options(
     return FleetOptions(mqtt=validate(raw, lambda p: b"").mqtt, listen_port=0, shops=shops, **kw)
 
 
-@contextlib.asynccontextmanager
-async def running_fleet(
+def running_fleet(
     options: FleetOptions, out: io.StringIO | None = None
-) -> AsyncIterator[FleetView]:
-    started: asyncio.Future[FleetView] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        run_fleet(
-            options, out=out or io.StringIO(), install_signals=False, started=started.set_result
-        )
+) -> contextlib.AbstractAsyncContextManager[FleetView]:
+    """Run the fleet view in this loop until the block exits; yields once it is connected."""
+    return running_service(
+        lambda started: run_fleet(
+            options, out=out or io.StringIO(), install_signals=False, started=started
+        ),
+        lambda view: view.link.connected.wait(),
     )
-    try:
-        await asyncio.wait({started, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
-        view = started.result()
-        await asyncio.wait_for(view.link.connected.wait(), 10)
-        yield view
-    finally:
-        if started.done() and started.result().stopping is not None:
-            started.result().stopping.set()
-            await asyncio.wait_for(task, 10)
-        else:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def scrape(url: str) -> dict[tuple[str, frozenset], float]:
