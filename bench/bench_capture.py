@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bench_core import PRINTERS, Case, Publisher, Setup, start_agent, warm_up
-from bench.common import ROOT, PrinterFarm, load_avg, machine_info, mosquitto, tmpdir
+from bench.common import (
+    ROOT,
+    PrinterFarm,
+    add_tree_arguments,
+    agent_trees,
+    load_avg,
+    machine_info,
+    mosquitto,
+    tmpdir,
+)
 from bench.core_report import NAMES, commit_of
 
 RESULTS = ROOT / "bench" / "results" / "capture.md"
@@ -222,12 +231,9 @@ def main() -> None:
     """CLI."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--agent-root", type=Path, default=ROOT)
-    ap.add_argument("--before-root", type=Path)
+    add_tree_arguments(ap)
     args = ap.parse_args()
-    roots = {"agent": args.agent_root.resolve()}
-    if args.before_root:
-        roots = {"before": args.before_root.resolve(), **roots}
+    roots = agent_trees(args)
     info = machine_info()
     out = [
         "# Packet capture: what the default-config broker held\n",

@@ -48,6 +48,8 @@ from bench.common import (
     ROOT,
     PrinterFarm,
     Summary,
+    add_tree_arguments,
+    agent_trees,
     fmt_ms,
     free_port,
     load_avg,
@@ -821,22 +823,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about 2 minutes smoke run")
     ap.add_argument("--out", type=Path, default=RESULTS, help="markdown report path")
-    ap.add_argument(
-        "--agent-root", type=Path, default=ROOT, help="the agent tree measured as 'after'"
-    )
-    ap.add_argument(
-        "--before-root", type=Path, help="an older agent tree measured as 'before' in the same run"
-    )
+    add_tree_arguments(ap)
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
         run_role(args.role, json.loads(args.spec))
         return
-    roots = {"agent": args.agent_root.resolve()}
-    if args.before_root:
-        roots["before"] = args.before_root.resolve()
-    main_bench(QUICK if args.quick else FULL, args.out, roots)
+    main_bench(QUICK if args.quick else FULL, args.out, agent_trees(args, before_first=False))
 
 
 if __name__ == "__main__":

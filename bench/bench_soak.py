@@ -31,6 +31,8 @@ from bench.common import (
     ROOT,
     PrinterFarm,
     Summary,
+    add_tree_arguments,
+    agent_trees,
     fmt_ms,
     load_avg,
     machine_info,
@@ -215,12 +217,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=150.0)
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--agent-root", type=Path, default=ROOT)
-    ap.add_argument("--before-root", type=Path)
+    add_tree_arguments(ap)
     args = ap.parse_args()
-    roots = {"agent": args.agent_root.resolve()}
-    if args.before_root:
-        roots = {"before": args.before_root.resolve(), **roots}
+    roots = agent_trees(args)
     soak(roots, args.rate, args.minutes * 60, args.out)
 
 

@@ -5,6 +5,7 @@ Nothing here is imported by the agent; the bench drives the agent as a separate 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -25,6 +26,25 @@ ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 # ESC p 0 25 250: pin 2, 50 ms on, 500 ms off (5 bytes), what the floor and naive bridges send.
 KICK = bytes((0x1B, 0x70, 0x00, 25, 250))
+
+
+def add_tree_arguments(ap: argparse.ArgumentParser) -> None:
+    """`--agent-root` and `--before-root`: the agent trees measured side by side in one run."""
+    ap.add_argument(
+        "--agent-root", type=Path, default=ROOT, help="the agent tree measured as 'after'"
+    )
+    ap.add_argument(
+        "--before-root", type=Path, help="an older agent tree measured as 'before' in the same run"
+    )
+
+
+def agent_trees(args: argparse.Namespace, *, before_first: bool = True) -> dict[str, Path]:
+    """{"agent": tree, "before": older tree (when given)}, in the order the report lists them."""
+    roots = {"agent": args.agent_root.resolve()}
+    if args.before_root is None:
+        return roots
+    before = {"before": args.before_root.resolve()}
+    return {**before, **roots} if before_first else {**roots, **before}
 
 
 def free_port() -> int:
