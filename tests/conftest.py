@@ -16,7 +16,9 @@ from typing import TypeVar
 
 import pytest
 
+from agent.core.commands import CommandSet
 from agent.core.settings import Settings, validate
+from agent.devtools.emulator import VirtualPrinterServer
 from agent.service import app
 
 T = TypeVar("T")
@@ -113,6 +115,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+async def printers() -> AsyncIterator[tuple[VirtualPrinterServer, VirtualPrinterServer]]:
+    """Two virtual printers on loopback: `front` speaks ESC/POS, `back` Star Line."""
+    async with (
+        VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
+        VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
+    ):
+        yield front, back
 
 
 def make_settings(

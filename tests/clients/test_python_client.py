@@ -8,21 +8,10 @@ import asyncio
 import pytest
 from drawer_agent_client import Client, NoAck, Rejected
 
-from agent.core.commands import CommandSet
-from agent.devtools.emulator import VirtualPrinterServer
 from tests.conftest import make_settings, running_agent
 
 pytestmark = pytest.mark.broker
 SECRET = b"k" * 40
-
-
-@pytest.fixture
-async def printers():
-    async with (
-        VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
-        VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
-    ):
-        yield front, back
 
 
 def shop(tmp_path, mosquitto, front, back, *, signed=False):

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.core.commands import CommandSet
 from agent.core.topics import Topics
-from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.mqtt_link import PosClient
 from tests.conftest import free_port, make_settings, running_agent
 
@@ -41,15 +39,6 @@ class Shop:
             {"T1": "front", "T2": "front", "T3": "back"},
             **sections,
         )
-
-
-@pytest.fixture
-async def printers():
-    async with (
-        VirtualPrinterServer(command_set=CommandSet.ESCPOS, name="front") as front,
-        VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
-    ):
-        yield front, back
 
 
 @pytest.fixture
