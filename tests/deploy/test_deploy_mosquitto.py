@@ -45,6 +45,7 @@ PASSWORDS = {
     "salon-2": "pw-salon-2",
     "pos-backend": "pw-backend",
     "pos-salon-1": "pw-pos-salon-1",
+    "drawer-fleet": "pw-drawer-fleet",
 }
 
 
@@ -107,11 +108,18 @@ def test_fleet_acl_is_per_shop() -> None:
     users = [i for i, line in enumerate(rules) if line.startswith("user ")]
     assert rules[users[0] : users[1]] == ["user pos-backend", "topic readwrite shops/#"]
     # The one shop's POS block: only salon-1 topics, and nothing that reads another shop.
-    pos = rules[users[1] :]
+    pos = rules[users[1] : users[2]]
     assert pos[0] == "user pos-salon-1"
     assert all(line.split()[2].startswith("shops/salon-1/") for line in pos[1:]), pos
     assert "topic write shops/salon-1/agent/request/#" in pos
     assert not any(line.startswith("topic readwrite") for line in pos)
+    # The fleet view: read-only, statuses and alerts only.
+    assert rules[users[2] :] == [
+        "user drawer-fleet",
+        "topic read shops/+/agent/status",
+        "topic read shops/+/printers/+/status",
+        "topic read shops/+/alerts",
+    ]
 
 
 # --- the fleet broker, running -----------------------------------------------------------------
@@ -430,3 +438,38 @@ def test_shop_pos_reaches_nothing_of_another_shop(fleet: Broker, certs: Certs) -
         backend.publish("shops/salon-2/agent/inventory", b"", retain=True)
         pos.close()
         backend.close()
+
+
+# --- the fleet view's read-only credentials (issue 13) ------------------------------------------
+
+
+def test_fleet_view_reads_every_shops_status_and_alerts_only(fleet: Broker, certs: Certs) -> None:
+    agent = _client(fleet, certs.ca, "salon-2")
+    backend = _client(fleet, certs.ca, "pos-backend")
+    # Retained before the fleet view subscribes, as a running fleet has it.
+    agent.publish("shops/salon-2/agent/status", b'{"state":"online"}', retain=True)
+    agent.publish("shops/salon-2/printers/front/status", b'{"online":true}', retain=True)
+    view = _client(fleet, certs.ca, "drawer-fleet")
+    try:
+        backend.subscribe("shops/#")
+        view.subscribe("shops/+/agent/status", "shops/+/printers/+/status", "shops/+/alerts")
+        view.subscribe("shops/#")  # granted, but delivers only what the ACL allows
+        for topic in ("shops/salon-2/agent/status", "shops/salon-2/printers/front/status"):
+            message, _ = view.expect(topic)
+            assert message.retain
+        backend.publish("shops/salon-2/cash/events", b"secret-event")
+        agent.publish("shops/salon-2/cash/acks", b"secret-ack")
+        for topic in ("shops/salon-2/agent/status", "shops/salon-2/alerts"):
+            view.publish(topic, b"forged")  # mosquitto PUBACKs and drops it
+        agent.publish("shops/salon-2/alerts", b'{"kind":"drawer_left_open"}')
+        control, before = view.expect("shops/salon-2/alerts")
+        assert control.payload == b'{"kind":"drawer_left_open"}'
+        seen = before + view.drain(SILENCE_S)
+        assert not [m for m in seen if b"secret" in m.payload or m.payload == b"forged"], seen
+        leaked = backend.drain(SILENCE_S)
+        assert not [m for m in leaked if m.payload == b"forged"], leaked
+    finally:
+        agent.publish("shops/salon-2/agent/status", b"", retain=True)
+        agent.publish("shops/salon-2/printers/front/status", b"", retain=True)
+        for client in (view, backend, agent):
+            client.close()
