@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from container_checks import PROBE, Hardening, inspect_problems, probe_problems, probe_spec
 from docker_engine import (
     COMPOSE_FILE,
     COMPOSE_USB_FILE,
@@ -51,25 +52,15 @@ CONFIG = "/etc/drawer-agent/drawer-agent.toml"
 AGENT_UID = 10001
 DIALOUT_GID = 20  # Debian's base-passwd: group dialout owns /dev/ttyUSB*
 PULSE = re.compile(r"drawer 1 pulse \d+/\d+ ms")
-# What a container reports about itself: identity, capabilities and what it may write.
-PROBE = r"""
-import errno, json, os
-def attempt(path):
-    try:
-        with open(path, "a"):
-            return "ok"
-    except OSError as exc:
-        return errno.errorcode[exc.errno]
-status = dict(l.split(":", 1) for l in open("/proc/1/status").read().splitlines())
-print(json.dumps({
-    "pid1_uid": status["Uid"].split()[0], "pid1_gid": status["Gid"].split()[0],
-    "pid1_cap_eff": status["CapEff"].strip(), "pid1_cap_bnd": status["CapBnd"].strip(),
-    "pid1_no_new_privs": status["NoNewPrivs"].strip(),
-    "root_fs": attempt("/probe-root"), "tmp": attempt("/tmp/probe"),
-    "state": attempt("/var/lib/drawer-agent/probe"),
-    "secret": attempt("/run/secrets/http_token"),
-}))
-"""
+SECRETS = frozenset(f"/run/secrets/{n}" for n in ("mqtt_password", "pos_signing_key", "http_token"))
+# docker/compose.yaml's agent service: read-only root with /tmp as tmpfs, no capabilities,
+# no-new-privileges, config and secrets read-only, only the ledger volume writable.
+AGENT = Hardening(
+    uid=AGENT_UID,
+    read_only_mounts=SECRETS | {CONFIG},
+    writable=frozenset({"/var/lib/drawer-agent"}),
+    tmpfs=frozenset({"/tmp"}),
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +119,8 @@ def http_get(port: int, path: str, token: str | None = None) -> tuple[int, bytes
         return int(exc.code), bytes(exc.read())
 
 
-def probe(shop: Project, service: str) -> dict[str, str]:
-    result = shop.exec(shop.container(service), "python3", "-c", PROBE)
+def probe(shop: Project, service: str, want: Hardening) -> dict[str, Any]:
+    result = shop.exec(shop.container(service), "python3", "-c", PROBE, probe_spec(want))
     return dict(json.loads(result.stdout))
 
 
@@ -184,40 +175,30 @@ def test_restart_keeps_the_ledger_and_answers_duplicate(shop: Project) -> None:
 def test_agent_container_is_unprivileged_and_read_only(shop: Project) -> None:
     shop.wait_healthy("agent")
     info = shop.inspect(shop.container("agent"))
-    host = info["HostConfig"]
+    assert inspect_problems(info, AGENT) == []
     assert info["Config"]["User"] == f"{AGENT_UID}:{AGENT_UID}"
-    assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] == ["ALL"]
-    assert not host["CapAdd"]
-    assert not host["Privileged"]
-    assert "no-new-privileges:true" in host["SecurityOpt"]
-    bindings = host["PortBindings"]["8080/tcp"]
-    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     assert list(info["NetworkSettings"]["Networks"]) == [f"{shop.name}_default"]
     mounts = {m["Destination"]: m for m in info["Mounts"]}
-    secret_mounts = {d: m for d, m in mounts.items() if d.startswith("/run/secrets/")}
-    assert set(secret_mounts) == {
-        "/run/secrets/mqtt_password", "/run/secrets/pos_signing_key", "/run/secrets/http_token"
-    }  # fmt: skip
-    assert all(not m["RW"] for m in secret_mounts.values()), secret_mounts
-    assert mounts[CONFIG]["RW"] is False
+    assert {d for d in mounts if d.startswith("/run/secrets/")} == SECRETS
     assert mounts["/var/lib/drawer-agent"]["Type"] == "volume"
-
-    seen = probe(shop, "agent")
-    assert (seen["pid1_uid"], seen["pid1_gid"]) == (str(AGENT_UID), str(AGENT_UID))
-    assert int(seen["pid1_cap_eff"], 16) == 0
-    assert int(seen["pid1_cap_bnd"], 16) == 0
-    assert seen["pid1_no_new_privs"] == "1"
-    assert seen["root_fs"] == "EROFS"
-    assert seen["secret"] in {"EROFS", "EACCES"}
-    assert (seen["tmp"], seen["state"]) == ("ok", "ok")
+    # From inside: pid 1 (the agent) has no capabilities at all, even in its bounding set.
+    assert probe_problems(probe(shop, "agent", AGENT), AGENT) == []
 
 
-def test_hardening_probe_sees_a_writable_root_and_capabilities(shop: Project) -> None:
-    """Negative control for the test above, on containers that lack that hardening."""
-    printer = probe(shop, "printer")  # same image and user, no read_only in compose.yaml
-    assert printer["root_fs"] in {"EACCES", "ok"}
-    assert printer["tmp"] == "ok"
+def test_hardening_checks_fail_on_a_container_without_that_hardening(shop: Project) -> None:
+    """Negative control: the same checks on the printer, same image and user, no hardening."""
+    printer = shop.container("printer")
+    problems = inspect_problems(shop.inspect(printer), AGENT)
+    assert any("root filesystem is writable" in p for p in problems), problems
+    assert any("capabilities not all dropped" in p for p in problems), problems
+    assert any("no-new-privileges missing" in p for p in problems), problems
+    assert any(f"{CONFIG} is not mounted" in p for p in problems), problems
+    assert not any("runs as user" in p for p in problems), problems  # it is uid 10001 too
+    seen = probe(shop, "printer", Hardening(uid=AGENT_UID, read_only_mounts=frozenset()))
+    problems = probe_problems(seen, AGENT)
+    assert any(p.startswith("writing to / gives") for p in problems), problems
+    assert any(p.startswith("pid1_cap_bnd") for p in problems), problems
+    assert any(p.startswith("NoNewPrivs") for p in problems), problems
     # mosquitto has no Python; `cat` shows the default capability set of a root exec.
     status = shop.exec(shop.container("mosquitto"), "cat", "/proc/self/status").stdout
     cap_eff = re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M)
