@@ -1,4 +1,8 @@
-"""`drawer-agent discover` / `python -m discovery`: one sweep, a table and config snippets."""
+"""`drawer-agent discover` / `python -m discovery`: one sweep, a table and config snippets.
+
+The sweep and the interface list (zeroconf, pysnmp, ifaddr) are imported when `run` runs:
+the agent's CLI builds this parser for every command, `--help` included.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,6 @@ from typing import TextIO
 
 from discovery.core import subnets
 from discovery.core.model import DiscoveryConfig, PrinterRecord
-from discovery.io import netinfo
-from discovery.service import sweep
 
 TABLE_COLUMNS = ("host", "vendor", "model", "command set", "MAC", "serial", "sources")
 JSON_KEYS = ("host", "port", "vendor", "model", "command_set", "mac", "serial", "name", "sources")
@@ -54,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one discovery and print the result; 2 on a configuration error."""
+    from discovery.service import sweep
+
     try:
         config = DiscoveryConfig(
             subnets=tuple(args.subnet),
@@ -166,6 +170,8 @@ def _toml(value: str) -> str:
 
 
 def _suggest(err: TextIO) -> None:
+    from discovery.io import netinfo
+
     suggestions = subnets.suggest(netinfo.interface_addresses())
     print(
         "No --subnet given: only mDNS runs (SNMP and 9100 sweeps need an explicit subnet).",
