@@ -225,6 +225,14 @@ def scrape(url: str) -> str:
         return str(r.read().decode())
 
 
+def fleet_messages(text: str) -> float:
+    """drawer_fleet_messages_total of a fleet-view scrape: what the ops view received."""
+    for line in text.splitlines():
+        if line.startswith("drawer_fleet_messages_total "):
+            return float(line.split()[1])
+    return float("nan")
+
+
 def fleet_counts(text: str, shops: set[str]) -> tuple[int, int]:
     """(agents up, printers online) among `shops` in a fleet-view scrape."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -321,6 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             rss_samples: list[list[float]] = [[] for _ in range(n)]
             view_rss: list[float] = []
             load_start = load_avg()
+            view_msgs0 = fleet_messages(scrape(metrics_url))
             t0 = time.monotonic() + 0.5
             next_sample = t0
             for offset, i in schedule:
@@ -337,6 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             cpu1 = {k: proc_cpu_s(p) for k, p in pids.items()}
             agent_cpu1 = [proc_cpu_s(a.pid) for a in agents]
             load_end = load_avg()
+            view_msgs1 = fleet_messages(scrape(metrics_url))
             delivered = farm.wait([per_shop] * n, 30)
             pulses, connections = farm.dump()
             acks_ok = pos.wait(lambda: all(e in pos.acks for s in sent for e, _ in s), 30)
@@ -399,6 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "view_rss": view_mem["VmRSS"],
         "view_hwm": view_mem["VmHWM"],
         "view_rss_max_sampled": max(view_rss, default=view_mem["VmRSS"]),
+        "view_messages": view_msgs1 - view_msgs0,
         "fleet_up": up,
         "fleet_online": online,
         "load": (load_start, load_end),
@@ -479,7 +490,9 @@ def report(runs: list[dict[str, object]], command: str) -> str:
             f"printers online at the end; every pulse delivered: {r['delivered_all']}; every "
             f"event acked: {r['acks_ok']} (statuses {', '.join(r['ack_statuses'])}; "
             f"{r['unacked']} without an ack); printer connections {r['connections']}; "
-            f"printer-farm CPU {r['cpu']['farm']:.1f} %; agent log lines (WARNING and up) "
+            f"printer-farm CPU {r['cpu']['farm']:.1f} %; messages the fleet view received "
+            f"in the load window {r['view_messages']:.0f} "
+            f"({r['view_messages'] / r['events']:.2f} per event); agent log lines (WARNING and up) "
             f"{r['log_lines']}, agents with a traceback: {len(r['tracebacks'])}."
         )
     md.append("")
