@@ -21,6 +21,9 @@ from agent.core.settings import Settings, validate
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.service import app
 
+# pytester: the negative controls of the suite's own checks run pytest on a deliberately bad test.
+pytest_plugins = ("pytester",)
+
 T = TypeVar("T")
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")

@@ -46,7 +46,9 @@ from docker_engine import (
 
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.docker
+# Above the suite's 120 s: on a new machine the first test's set-up builds the stand-in base
+# images and the project image (docker_engine bounds those steps at 600 s and 900 s).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 CONFIG = "/etc/drawer-agent/drawer-agent.toml"
 AGENT_UID = 10001
