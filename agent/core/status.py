@@ -87,7 +87,11 @@ def parse_dle_eot(reply: bytes) -> PrinterStatus:
     printer = reply[0]
     offline, error, paper = (reply[i] if i < len(reply) else None for i in (1, 2, 3))
     paper_state = None
-    if paper is not None:
+    if offline is not None and offline & 0x20:
+        # DLE EOT 2 bit 5: "printing stopped due to a paper end" (§2.1 n=2): the roll is out,
+        # which a reply to DLE EOT 1 and 2 alone (the pre-kick check) can tell.
+        paper_state = Paper.OUT
+    elif paper is not None:
         if paper & 0x60:
             paper_state = Paper.OUT
         elif paper & 0x0C:

