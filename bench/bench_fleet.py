@@ -16,8 +16,10 @@ Writes bench/results/fleet.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -370,9 +372,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             farm.close()
             broker.stop()
         tracebacks = [s for s in shops if "Traceback" in (work / s / "agent.log").read_text()]
-        warnings = sum(
-            1 for s in shops for line in (work / s / "agent.log").read_text().splitlines() if line
-        )
+        log_lines = [
+            line
+            for s in shops
+            for line in (work / s / "agent.log").read_text().splitlines()
+            if line
+        ]
+        # The kinds of warning, numbers masked (times, ids), most frequent first.
+        kinds = collections.Counter(re.sub(r"\d+", "N", line)[:160] for line in log_lines)
 
     latencies, lost, extra = [], 0, 0
     for i in range(n):
@@ -414,7 +421,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "fleet_online": online,
         "load": (load_start, load_end),
         "tracebacks": tracebacks,
-        "log_lines": warnings,
+        "log_lines": len(log_lines),
+        "log_kinds": kinds.most_common(3),
     }
 
 
@@ -495,6 +503,8 @@ def report(runs: list[dict[str, object]], command: str) -> str:
             f"({r['view_messages'] / r['events']:.2f} per event); agent log lines (WARNING and up) "
             f"{r['log_lines']}, agents with a traceback: {len(r['tracebacks'])}."
         )
+        for kind, count in r["log_kinds"]:
+            md.append(f"  - {count} × `{kind}`")
     md.append("")
     return "\n".join(md)
 
