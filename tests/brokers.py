@@ -337,3 +337,57 @@ class NatsCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class RabbitCluster:
+    """RabbitMQ nodes on one epmd, joined with `rabbitmqctl join_cluster`.
+
+    `mirrored`: a policy mirrors the MQTT plugin's session queues (`mqtt-subscription-…`) to
+    every node (classic mirrored queues, `ha-mode: all`, RabbitMQ 3.x). Without it a session
+    queue lives on the node it was declared on, and another node refuses the session while
+    that node is down ("home node … of durable queue … is down or inaccessible", seen with
+    3.10.8); quorum queues on two nodes lose their majority with one (docs/brokers.md).
+    """
+
+    def __init__(self, workdir: Path, size: int = 2, *, mirrored: bool = True) -> None:
+        epmd = free_port()
+        self.nodes = [
+            RabbitMQ(workdir / f"r{i}", node=f"r{i}", epmd_port=epmd) for i in range(size)
+        ]
+        self.mirrored = mirrored
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def ctl(self, node: RabbitMQ, *args: str) -> str:
+        done = subprocess.run(
+            [RABBITMQCTL, "-n", node.node, *args],
+            env=node.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        first, *others = self.nodes
+        for node in self.nodes:
+            node.start()  # the second node's own epmd exits at once: the port is taken
+            mqtt_ready(node.port, 60)
+        for node in others:
+            self.ctl(node, "stop_app")
+            self.ctl(node, "join_cluster", first.node)
+            self.ctl(node, "start_app")
+            mqtt_ready(node.port, 60)
+        if self.mirrored:
+            policy = '{"ha-mode":"all","ha-sync-mode":"automatic"}'
+            self.ctl(first, "set_policy", "--apply-to", "queues", "mqtt-sessions",
+                     "^mqtt-subscription-", policy)  # fmt: skip
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):  # the first node owns the shared epmd
+            node.stop()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.topics import Topics
-from tests.brokers import Nats
+from tests.brokers import Process
 from tests.faults.harness import (
     AgentProcess,
     Fleet,
@@ -53,7 +54,7 @@ class Outcome:
 
 
 async def run_failover(
-    nodes: list[Nats],
+    nodes: Sequence[Process],
     workdir: Path,
     *,
     events: int = 200,
