@@ -90,6 +90,21 @@ class VirtualPrinterServer:
         await self._server.wait_closed()
         self._server = None
 
+    async def set_state(self, **state: object) -> None:
+        """Change the printer's state (online, cover_open, paper, error); see VirtualPrinter.
+
+        Back online it runs what waited in its buffer: late pulses, and replies written to
+        the open session if there is one.
+        """
+        before = len(self.pulses)
+        reply = self.printer.set_state(time.time(), **state)  # type: ignore[arg-type]
+        for writer in list(self._held):
+            if reply and not writer.is_closing():
+                writer.write(reply)
+        if len(self.pulses) > before:
+            async with self._changed:
+                self._changed.notify_all()
+
     async def wait_for_pulses(self, count: int, timeout: float = 5.0) -> list[Pulse]:
         """Wait until at least `count` pulses arrived; TimeoutError otherwise."""
         async with asyncio.timeout(timeout), self._changed:

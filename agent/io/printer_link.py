@@ -7,10 +7,11 @@ reset (PROTOCOLS §3), so every exchange is short and the connection is always c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.core.errors import PrinterUnreachable
 from agent.core.status import asb_length
@@ -24,12 +25,18 @@ class DeliveryUncertain(PrinterUnreachable):
 
 @dataclass(frozen=True)
 class Sent:
-    """A completed write; `confirmed` when the printer answered the status request after it."""
+    """A completed write; `confirmed` when the printer answered the status request after it.
+
+    With a pre-check, `status` is its reply (None: none in time) and `kicked` is False when
+    the caller's decision was to write nothing (then `written_at` is when it decided).
+    """
 
     written_at: float
     confirmed: bool = False
     reply: bytes = b""
     note: str = ""
+    status: bytes | None = None
+    kicked: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,21 @@ class Confirm:
     reply: int | ReadReply
 
 
+@dataclass(frozen=True)
+class Precheck:
+    """A real-time status request sent before the kick on the same connection.
+
+    `decide` gets its reply (None when none came within `timeout`) and returns the bytes
+    to write: the kick, another form of it, or b"" for nothing. The policy is the caller's
+    (agent.core.precheck); the link only carries it out.
+    """
+
+    request: bytes
+    reply: int | ReadReply
+    decide: Callable[[bytes | None], bytes]
+    timeout: float
+
+
 async def send(
     host: str,
     port: int,
@@ -48,8 +70,12 @@ async def send(
     connect_timeout: float,
     write_timeout: float,
     confirm: Confirm | None = None,
+    precheck: Precheck | None = None,
 ) -> Sent:
     """Write `payload`, optionally followed by a status request whose reply confirms it; close.
+
+    With `precheck`, its status request goes first and its `decide` replaces `payload`
+    by what to write given the reply, all in one connection (see Precheck).
 
     Real-time status requests are answered on receipt (PROTOCOLS §2.1, §2.5), so a reply
     proves the printer read everything before it, the kick included. Raises
@@ -64,6 +90,12 @@ async def send(
         if writer.transport.is_closing() or reader.at_eof():
             raise PrinterUnreachable(host, port, "closed the connection before the write")
         _no_delay(writer)
+        status = None
+        if precheck is not None:
+            status = await _precheck(host, port, reader, writer, precheck)
+            payload = precheck.decide(status)
+            if not payload:
+                return Sent(written_at=time.time(), status=status, kicked=False)
         writer.write(payload + (confirm.request if confirm else b""))
         written_at = time.time()
         try:
@@ -79,10 +111,37 @@ async def send(
                 host, port, f"write did not complete: {_describe(exc)}"
             ) from None
         if confirm is None:
-            return Sent(written_at=written_at)
-        return await _confirmation(host, port, reader, confirm, written_at, write_timeout)
+            return Sent(written_at=written_at, status=status)
+        sent = await _confirmation(host, port, reader, confirm, written_at, write_timeout)
+        return replace(sent, status=status)
     finally:
         await _close(writer, write_timeout)
+
+
+async def _precheck(
+    host: str,
+    port: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    precheck: Precheck,
+) -> bytes | None:
+    """Send the pre-check request and read its reply; None when none came in time.
+
+    Nothing but a status request has been written when this raises, so every failure
+    here is PrinterUnreachable: safe to retry, no drawer can have opened.
+    """
+    read = precheck.reply if callable(precheck.reply) else _exactly(precheck.reply)
+    writer.write(precheck.request)
+    try:
+        async with asyncio.timeout(precheck.timeout):
+            await writer.drain()
+            return await read(reader)
+    except TimeoutError:
+        return None
+    except asyncio.IncompleteReadError:
+        raise PrinterUnreachable(host, port, "closed before the status reply") from None
+    except OSError as exc:
+        raise PrinterUnreachable(host, port, f"{_describe(exc)} before the status reply") from None
 
 
 async def _confirmation(
@@ -141,6 +200,24 @@ async def exchange(
         raise PrinterUnreachable(host, port, _describe(exc)) from None
     finally:
         await _close(writer, timeout)
+
+
+def read_up_to(count: int, rest_timeout: float) -> ReadReply:
+    """Read one byte, then up to `count - 1` more that arrive within `rest_timeout`.
+
+    For `DLE EOT` requests sent together: every ESC/POS printer answers n = 1, some clones
+    never answer the others, and waiting for them would stall the kick.
+    """
+
+    async def read(reader: asyncio.StreamReader) -> bytes:
+        reply = await reader.readexactly(1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rest_timeout):
+                while len(reply) < count and (chunk := await reader.read(count - len(reply))):
+                    reply += chunk
+        return reply
+
+    return read
 
 
 async def read_asb(reader: asyncio.StreamReader) -> bytes:
