@@ -33,7 +33,14 @@ from agent.core.fieldspec import (
 from agent.core.status import open_level
 from discovery.core.model import DiscoveryConfig
 
-__all__ = ["EnvValue", "Settings", "settings_json_schema", "user_tables", "validate"]
+__all__ = [
+    "EnvValue",
+    "Settings",
+    "settings_json_schema",
+    "user_tables",
+    "validate",
+    "validate_printer",
+]
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -158,6 +165,9 @@ class PrinterSettings:
     """One receipt printer with a drawer on its kick connector."""
 
     id: str
+    name: str | None = setting(
+        None, doc="name shown in the console (default: its id)", length=(1, 64)
+    )
     host: str | None = setting(None, doc="printer address", length=(1, None))
     port: int = setting(9100, doc="raw TCP port", lo=1, hi=65535)
     model: str | None = setting(None, doc="catalogue model id (drawer-agent models)")
@@ -419,6 +429,16 @@ def _key_material(sec: Section, kid: str) -> bytes:
         path = inner.text("file", required=True)
         assert path is not None
         return inner.file("file", path).strip()
+
+
+def validate_printer(pid: str, table: Mapping[str, object]) -> PrinterSettings:
+    """One `[printers.<pid>]` table, by the same rules as the file (the console's and API's)."""
+
+    def no_files(path: str) -> bytes:
+        raise OSError(f"a printer table reads no file ({path})")
+
+    root = Section({pid: table}, "printers", no_files)
+    return _printers(root)[pid]
 
 
 def _printers(sec: Section) -> dict[str, PrinterSettings]:
