@@ -21,8 +21,9 @@ from agent.core.settings import Settings, validate
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.service import app
 
-# pytester: the negative controls of the suite's own checks run pytest on a deliberately bad test.
-pytest_plugins = ("pytester",)
+# leak_check: no task, thread or socket outlives a test. pytester: the negative controls of
+# the suite's own checks run pytest on a deliberately bad test.
+pytest_plugins = ("tests.leak_check", "pytester")
 
 T = TypeVar("T")
 

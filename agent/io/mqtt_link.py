@@ -236,7 +236,10 @@ class MqttLink:
                 lost = self.broker
                 # In order, wrapping around: a lost node is retried only after the others.
                 self.node = (self.node + 1) % len(self.nodes)
-                self._quiet.warning("broker %s: %s; reconnecting", lost, exc)
+                # The text, not the exception: after a failed TLS handshake paho leaves the
+                # socket open in the frames of the exception chain, and a log handler that
+                # keeps records (a capture, a buffer) would keep that connection open.
+                self._quiet.warning("broker %s: %s; reconnecting", lost, str(exc))
                 log.debug("reconnecting to %s in %.2f s", self.broker, delay)
                 await asyncio.sleep(delay)
             finally:
