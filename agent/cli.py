@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--command-set", choices=[c.value for c in CommandSet], default="escpos")
+    p.add_argument(
+        "--pty",
+        action="store_true",
+        help="serve on a pseudo-terminal instead of TCP; prints the tty path to configure",
+    )
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("models", help="list the printer catalogue")
@@ -385,6 +390,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from agent.io import logs
 
     logs.configure(args.log_format or "text", "INFO")
+    if args.pty:
+        asyncio.run(emulator.serve_pty_forever(CommandSet(args.command_set)))
+        return EXIT_OK
     try:
         asyncio.run(emulator.serve_forever(args.host, args.port, CommandSet(args.command_set)))
     except OSError as exc:

@@ -23,13 +23,21 @@ class BrokerError(AgentError):
 
 
 class PrinterUnreachable(AgentError):
-    """A printer refused, reset or timed out during one attempt."""
+    """A printer refused, reset or timed out during one attempt.
+
+    `host` is the device path and `port` 0 for a printer on a character device.
+    """
 
     def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"{host}:{port}: {reason}")
         self.host = host
         self.port = port
         self.reason = reason
+        super().__init__(f"{self.where}: {reason}")
+
+    @property
+    def where(self) -> str:
+        """host:port, or the device path."""
+        return f"{self.host}:{self.port}" if self.port else self.host
 
 
 class Redeliver(AgentError):

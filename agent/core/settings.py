@@ -31,6 +31,7 @@ from agent.core.fieldspec import (
     table_paths,
 )
 from agent.core.status import open_level
+from agent.core.transport import FLOW_CONTROLS, DeviceKind, check_device_path, device_kind
 from discovery.core.model import DiscoveryConfig
 
 __all__ = [
@@ -170,6 +171,21 @@ class PrinterSettings:
     )
     host: str | None = setting(None, doc="printer address", length=(1, None))
     port: int = setting(9100, doc="raw TCP port", lo=1, hi=65535)
+    # A printer has exactly one of host (TCP 9100) and device (agent.core.transport).
+    device: str | None = setting(
+        None,
+        doc="character device of a USB, serial or Bluetooth printer (instead of host)",
+        length=(1, None),
+    )
+    baudrate: int = setting(
+        9600, doc="tty speed (serial and Bluetooth ttys only)", lo=50, hi=4_000_000
+    )
+    flow_control: str = setting(
+        "none", doc="tty flow control (serial and Bluetooth ttys only)", choices=FLOW_CONTROLS
+    )
+    keep_open: bool = setting(
+        False, doc="hold the device open between kicks (Bluetooth: opening connects)"
+    )
     model: str | None = setting(None, doc="catalogue model id (drawer-agent models)")
     command_set: CommandSet = setting(
         doc="command set (default: the model's)", derived=True, custom=True
@@ -186,6 +202,9 @@ class PrinterSettings:
     realtime_pulse: bool = setting(False, doc="use DLE DC4 (default: the model's; ESC/POS only)")
     match: MatchSettings | None = setting(None, doc="follow the printer by identity", custom=True)
     confirm: bool = setting(True, doc="read the drawer sensor after a kick")
+    precheck: bool = setting(
+        True, doc="read the real-time status before each kick; never kick an offline printer"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -492,8 +511,7 @@ def _printer(sec: Section, pid: str) -> PrinterSettings:
                 match = MatchSettings(**read_keys(m, MatchSettings))
             if match == MatchSettings():
                 raise ConfigError(m.path, "needs mac, serial or mdns_name")
-        if values["host"] is None and match is None:
-            raise ConfigError(f"printers.{pid}", "needs host or match")
+        _transport(sec, pid, values, match)
         values["realtime_pulse"] = values["realtime_pulse"] and command_set is CommandSet.ESCPOS
         # Unset polarity becomes the vendor's default, so check-config shows what is used.
         values["drawer_open_level"] = open_level(values["drawer_open_level"], command_set)
@@ -503,6 +521,37 @@ def _printer(sec: Section, pid: str) -> PrinterSettings:
             match=match,
             **values,
         )
+
+
+def _transport(
+    sec: Section, pid: str, values: dict[str, object], match: MatchSettings | None
+) -> None:
+    """Exactly one of host (or match) and device; tty keys only on a tty (PROTOCOLS §3)."""
+    device = values["device"]
+    if device is None:
+        if values["host"] is None and match is None:
+            raise ConfigError(f"printers.{pid}", "needs host, device or match")
+        for key in ("baudrate", "flow_control", "keep_open"):
+            if sec.has(key):
+                raise ConfigError(sec.key(key), "is for a device printer; this one has a host")
+        return
+    assert isinstance(device, str)
+    if values["host"] is not None or match is not None:
+        raise ConfigError(
+            f"printers.{pid}",
+            "has both device and "
+            + ("host" if values["host"] is not None else "match")
+            + "; give exactly one",
+        )
+    if sec.has("port"):
+        raise ConfigError(sec.key("port"), "is the TCP port; a device printer has none")
+    problem = check_device_path(device)
+    if problem:
+        raise ConfigError(sec.key("device"), problem)
+    if device_kind(device) is DeviceKind.USBLP:
+        for key in ("baudrate", "flow_control"):
+            if sec.has(key):
+                raise ConfigError(sec.key(key), f"is for ttys; {device} is a usblp device")
 
 
 def _terminals(sec: Section, printers: Mapping[str, PrinterSettings]) -> dict[str, str]:

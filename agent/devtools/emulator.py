@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import os
 import socket
 import struct
 import time
+import tty
 
 from agent.devtools.emulation import ESCPOS, Pulse, VirtualPrinter
 
@@ -149,12 +152,142 @@ class VirtualPrinterServer:
             writer.close()
 
 
+class PtyPrinter:
+    """A virtual printer on the master side of a kernel pty; the agent opens `path`.
+
+    `async with PtyPrinter(...) as vp:` The slave side is a real tty (/dev/pts/N), so the
+    agent's device transport runs exactly as on a USB-serial or rfcomm port. `pause()`
+    stops reading (a printer that holds its input: the pty buffer fills and writes block),
+    `unplug()` closes the master (the tty goes away: EIO, then the path is gone).
+    """
+
+    def __init__(
+        self,
+        command_set: str = ESCPOS,
+        *,
+        open_for_s: float = 3.0,
+        name: str = "pty",
+        sensor_high_when_open: bool | None = None,
+    ) -> None:
+        self.name = name
+        self.printer = VirtualPrinter(
+            str(command_set), open_for_s=open_for_s, sensor_high_when_open=sensor_high_when_open
+        )
+        if command_set != ESCPOS:
+            self.printer.vendor, self.printer.model = "STAR", "mPOP"
+        self.path = ""
+        self.received = bytearray()
+        self._master = -1
+        self._slave = -1
+        self._reading = False
+        self._changed = asyncio.Condition()
+
+    @property
+    def pulses(self) -> list[Pulse]:
+        """Every pulse so far."""
+        return self.printer.pulses
+
+    async def __aenter__(self) -> PtyPrinter:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.unplug()
+
+    def start(self) -> None:
+        """Open the pty pair and serve on the master side."""
+        self._master, self._slave = os.openpty()
+        # Keep a slave descriptor open, so the master never reads EIO between the agent's
+        # opens (Linux hangs a pty up when its last slave descriptor closes); raw mode so
+        # bytes pass unchanged until the agent sets its own termios.
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.path = os.ttyname(self._slave)
+        self.resume()
+        log.info("virtual %s printer %s on %s", self.printer.command_set, self.name, self.path)
+
+    def pause(self) -> None:
+        """Stop reading, as a printer whose buffer is full or that is paused."""
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self._master)
+            self._reading = False
+
+    def resume(self) -> None:
+        """Read again."""
+        if not self._reading and self._master >= 0:
+            asyncio.get_running_loop().add_reader(self._master, self._readable)
+            self._reading = True
+
+    def unplug(self) -> None:
+        """Close both sides: the tty is gone, as when a USB-serial cable is pulled."""
+        self.pause()
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+    async def set_state(self, **state: object) -> None:
+        """Change the printer's state; see VirtualPrinterServer.set_state."""
+        before = len(self.pulses)
+        reply = self.printer.set_state(time.time(), **state)  # type: ignore[arg-type]
+        if reply and self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._master, reply)
+        if len(self.pulses) > before:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_for_pulses(self, count: int, timeout: float = 5.0) -> list[Pulse]:
+        """Wait until at least `count` pulses arrived; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.pulses) >= count)
+        return list(self.pulses)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.pause()
+            return
+        self.received += data
+        before = len(self.pulses)
+        reply = self.printer.feed(data, time.time())
+        for pulse in self.pulses[before:]:
+            log.info(
+                "%s: drawer %d pulse %d/%d ms%s",
+                self.name,
+                pulse.drawer,
+                pulse.on_ms,
+                pulse.off_ms,
+                " (real-time)" if pulse.realtime else "",
+            )
+        if reply:
+            with contextlib.suppress(OSError):
+                os.write(self._master, reply)
+        if len(self.pulses) > before:
+            asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
 def _reset(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         # SO_LINGER 0: close sends RST instead of FIN.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+async def serve_pty_forever(command_set: str) -> None:
+    """Run a virtual printer on a pty until cancelled (the CLI's `emulate --pty`)."""
+    async with PtyPrinter(command_set) as vp:
+        print(f"virtual {command_set} printer on {vp.path}; Ctrl-C to stop", flush=True)  # noqa: T201
+        await asyncio.Event().wait()
 
 
 async def serve_forever(host: str, port: int, command_set: str) -> None:

@@ -89,7 +89,98 @@ def test_minimal_config_gets_defaults():
         (
             with_(printers={"front": {"model": "epson-tm-t20iii"}}),
             "printers.front",
-            "needs host or match",
+            "needs host, device or match",
+        ),
+        # Device printers (issue 9 item 5): exactly one of host and device.
+        (
+            with_(
+                printers={
+                    "front": {"host": "h", "device": "/dev/usb/lp0", "model": "epson-tm-t20iii"}
+                }
+            ),
+            "printers.front",
+            "has both device and host",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {
+                        "device": "/dev/ttyUSB0",
+                        "match": {"mac": "x"},
+                        "command_set": "escpos",
+                    }
+                }
+            ),
+            "printers.front",
+            "has both device and match",
+        ),
+        (
+            with_(printers={"front": {"device": "ttyUSB0", "command_set": "escpos"}}),
+            "printers.front.device",
+            "absolute path",
+        ),
+        (
+            with_(printers={"front": {"device": "/home/x/tty", "command_set": "escpos"}}),
+            "printers.front.device",
+            "not under /dev",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {"device": "/dev/usb/lp0", "baudrate": 9600, "command_set": "escpos"}
+                }
+            ),
+            "printers.front.baudrate",
+            "usblp device",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {
+                        "device": "/dev/receipt-printer-X1",
+                        "flow_control": "rtscts",
+                        "command_set": "escpos",
+                    }
+                }
+            ),
+            "printers.front.flow_control",
+            "usblp device",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {
+                        "device": "/dev/ttyUSB0",
+                        "flow_control": "dtr",
+                        "command_set": "escpos",
+                    }
+                }
+            ),
+            "printers.front.flow_control",
+            "must be one of",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {"device": "/dev/ttyUSB0", "baudrate": 10, "command_set": "escpos"}
+                }
+            ),
+            "printers.front.baudrate",
+            "outside",
+        ),
+        (
+            with_(
+                printers={
+                    "front": {"device": "/dev/ttyUSB0", "port": 9100, "command_set": "escpos"}
+                }
+            ),
+            "printers.front.port",
+            "a device printer has none",
+        ),
+        (
+            with_(printers={"front": {"host": "h", "baudrate": 9600, "command_set": "escpos"}}),
+            "printers.front.baudrate",
+            "is for a device printer",
         ),
         (
             with_(printers={"front": {"host": "h", "command_set": "zpl"}}),
@@ -144,6 +235,32 @@ def test_bad_config_names_the_key(raw, key, problem):
         check(raw)
     assert info.value.key == key
     assert problem in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("printer", "expected"),
+    [
+        ({"device": "/dev/usb/lp0"}, ("/dev/usb/lp0", None, 9600, "none", False)),
+        (
+            {
+                "device": "/dev/rfcomm0",
+                "baudrate": 115200,
+                "flow_control": "rtscts",
+                "keep_open": True,
+            },
+            ("/dev/rfcomm0", None, 115200, "rtscts", True),
+        ),
+        (
+            {"device": "/dev/serial/by-id/usb-x-if00"},
+            ("/dev/serial/by-id/usb-x-if00", None, 9600, "none", False),
+        ),
+    ],
+)
+def test_device_printers(printer, expected):
+    s = check(with_(printers={"front": {**printer, "model": "star-mpop"}}))
+    p = s.printers["front"]
+    assert (p.device, p.host, p.baudrate, p.flow_control, p.keep_open) == expected
+    assert p.precheck is True
 
 
 def test_star_line_model_may_run_in_escpos_emulation():

@@ -1,0 +1,451 @@
+"""Printers on a character device: usblp (`/dev/usb/lp*`) and ttys (serial, USB-serial, rfcomm).
+
+The same exchanges as printer_link (pre-check, kick, confirm; status probes) and the same
+result types, over a file descriptor instead of a socket. ttys are opened with pyserial,
+which puts them in termios raw mode (8N1, no echo, no output processing) at the configured
+baud rate and flow control; usblp devices with a plain non-blocking `os.open`.
+
+Failure classes, as for TCP:
+- the device cannot be opened, is missing or vanishes (ENOENT, ENODEV, ENXIO, EIO: it was
+  unplugged, or the Bluetooth peer is out of range) and nothing of the kick was written:
+  PrinterUnreachable, retried until the deadline;
+- a write that does not complete in `write_timeout` (the printer paused it: RTS/CTS or
+  XOFF held, a usblp transfer not taken): DeliveryUncertain, never retried. The bytes still
+  queued in the kernel are discarded first (tcflush, or closing the usblp device, which
+  cancels its pending transfer), so they cannot reach the printer later and open the
+  drawer late.
+
+The device is opened for each exchange and closed after it unless `keep_open`: a device
+held open is busy for every other program (usblp allows one open at a time), and opening
+an rfcomm tty connects to the Bluetooth printer, which can take seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import termios
+import time
+from concurrent.futures import Future
+
+import serial
+
+from agent.core.errors import PrinterUnreachable
+from agent.core.transport import DeviceKind, device_kind
+from agent.io.printer_link import (
+    Confirm,
+    DeliveryUncertain,
+    Precheck,
+    ReadReply,
+    Sent,
+)
+
+# Errors that mean "the printer is not there (now)": retry until the deadline.
+GONE = {errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.EIO, errno.EHOSTDOWN, errno.ECONNREFUSED}
+# Bluetooth rfcomm: the peer refused or is out of range when the tty connects on open.
+BUSY = {errno.EBUSY, errno.EWOULDBLOCK, errno.EAGAIN}
+FLOW = {"none": {}, "rtscts": {"rtscts": True}, "xonxoff": {"xonxoff": True}}
+
+
+class _Stalled(Exception):
+    """A write did not complete before its deadline; `written` bytes were accepted."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(written)
+        self.written = written
+
+
+class _WriteFailed(Exception):
+    """A write failed with an OS error after `written` bytes."""
+
+    def __init__(self, exc: OSError, written: int) -> None:
+        super().__init__(exc)
+        self.exc = exc
+        self.written = written
+
+
+class _Device:
+    """One open device: its fd, a StreamReader fed from it, and waits for writability."""
+
+    def __init__(self, path: str, kind: DeviceKind, fd: int, port: serial.Serial | None) -> None:
+        self.path = path
+        self.kind = kind
+        self.fd = fd
+        self._port = port
+        self._loop = asyncio.get_running_loop()
+        self.broken: OSError | None = None
+        self.reader = asyncio.StreamReader()
+        self._reading = True
+        self._loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._stop_reading()
+            if exc.errno in (errno.EINVAL, errno.EBADF):
+                # usblp refuses reads from a printer without the bidirectional protocol:
+                # no status can come back, which the caller sees as "no reply in time".
+                return
+            self.broken = exc
+            self.reader.set_exception(exc)
+            return
+        if data:
+            self.reader.feed_data(data)
+        else:
+            # End of file on a tty: the other side hung up (the printer is gone).
+            self._stop_reading()
+            self.broken = OSError(errno.EIO, "device hung up")
+            self.reader.feed_eof()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self.fd)
+            self._reading = False
+
+    def fresh_reader(self) -> asyncio.StreamReader:
+        """Drop input left from before (late replies, XON/XOFF): this exchange starts clean."""
+        if self.kind is DeviceKind.TTY:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcflush(self.fd, termios.TCIFLUSH)
+        if self.broken is None:
+            self.reader = asyncio.StreamReader()
+        return self.reader
+
+    async def write(self, data: bytes, deadline: float) -> None:
+        """Write all of `data` and wait until the device took it, by `deadline` (monotonic).
+
+        Raises _Stalled when it did not (the printer is not reading) and _WriteFailed on an
+        OS error, each with how many bytes the kernel accepted.
+        """
+        view = memoryview(data)
+        written = 0
+        while written < len(data):
+            try:
+                written += os.write(self.fd, view[written:])
+            except (BlockingIOError, InterruptedError):
+                if not await self._writable(deadline):
+                    raise _Stalled(written) from None
+            except OSError as exc:
+                raise _WriteFailed(exc, written) from None
+        if not await self._sent(deadline):
+            raise _Stalled(written)
+
+    async def _writable(self, deadline: float) -> bool:
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def on_writable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self.fd, on_writable)
+        try:
+            async with asyncio.timeout_at(
+                self._loop.time() + max(0.0, deadline - time.monotonic())
+            ):
+                await ready
+        except TimeoutError:
+            return False
+        else:
+            return True
+        finally:
+            self._loop.remove_writer(self.fd)
+
+    async def _sent(self, deadline: float) -> bool:
+        """True once the bytes left the kernel for the printer."""
+        if self.kind is DeviceKind.USBLP:
+            # usblp polls writable again once its write transfer completed (or the
+            # printer reports paper out): until then the kick is only queued.
+            return await self._writable(deadline)
+        # A tty queues output the printer has not taken (CTS low, XOFF): tcdrain waits
+        # until it has left the UART. It blocks, so it runs in a thread; discard_output()
+        # releases it on a timeout.
+        drained = self._loop.run_in_executor(None, termios.tcdrain, self.fd)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await asyncio.shield(drained)
+        except TimeoutError:
+            return False
+        except (termios.error, OSError):
+            return True  # not a real UART (a pty): written is sent
+        return True
+
+    def discard_output(self) -> None:
+        """Throw away output still queued in the kernel, so it can never reach the printer."""
+        if self.kind is DeviceKind.TTY:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcflush(self.fd, termios.TCOFLUSH)
+
+    def close(self) -> None:
+        """Close the device (for usblp this also cancels a pending write transfer)."""
+        self._stop_reading()
+        with contextlib.suppress(OSError):
+            self._loop.remove_writer(self.fd)
+        if self._port is not None:
+            with contextlib.suppress(OSError, serial.SerialException):
+                self._port.close()
+        else:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+class DeviceLink:
+    """One printer on a character device; the dispatcher and the prober share it (under the
+    printer's lock, so one exchange at a time)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        baudrate: int = 9600,
+        flow_control: str = "none",
+        keep_open: bool = False,
+        kind: DeviceKind | None = None,
+    ) -> None:
+        self.path = path
+        self._kind = kind
+        self.baudrate = baudrate
+        self.flow_control = flow_control
+        self.keep_open = keep_open
+        self._device: _Device | None = None
+        self.opens = 0
+
+    @property
+    def kind(self) -> DeviceKind:
+        """usblp or tty, from the path the configured name resolves to (unless given)."""
+        return self._kind or device_kind(os.path.realpath(self.path))
+
+    async def send(
+        self,
+        payload: bytes,
+        *,
+        connect_timeout: float,
+        write_timeout: float,
+        confirm: Confirm | None = None,
+        precheck: Precheck | None = None,
+    ) -> Sent:
+        """As printer_link.send: optional pre-check, the kick, optional confirm."""
+        device = await self._open(connect_timeout)
+        keep = False
+        try:
+            reader = device.fresh_reader()
+            status = None
+            if precheck is not None:
+                status = await self._precheck(device, reader, precheck)
+                payload = precheck.decide(status)
+                if not payload:
+                    keep = True
+                    return Sent(written_at=time.time(), status=status, kicked=False)
+            data = payload + (confirm.request if confirm else b"")
+            written_at = time.time()
+            await self._write_kick(device, data, len(payload), write_timeout)
+            keep = True
+            if confirm is None:
+                return Sent(written_at=written_at, status=status)
+            return await self._confirmation(reader, confirm, written_at, write_timeout, status)
+        finally:
+            self._release(device, keep)
+
+    async def exchange(self, request: bytes, reply: int | ReadReply, *, timeout: float) -> bytes:
+        """As printer_link.exchange: a status request that prints nothing, and its reply."""
+        read = reply if callable(reply) else _exactly(reply)
+        device = await self._open(timeout)
+        keep = False
+        try:
+            reader = device.fresh_reader()
+            deadline = time.monotonic() + timeout
+            try:
+                await device.write(request, deadline)
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    answer = await read(reader)
+            except _Stalled:
+                device.discard_output()
+                raise self._unreachable("not reading (paused or stalled)") from None
+            except _WriteFailed as exc:
+                raise self._unreachable(_describe(exc.exc)) from None
+            except TimeoutError:
+                raise self._unreachable("no status reply") from None
+            except asyncio.IncompleteReadError as exc:
+                raise self._unreachable(
+                    f"short status reply ({len(exc.partial)} bytes)"
+                    if exc.partial
+                    else "device hung up"
+                ) from None
+            except OSError as exc:
+                raise self._unreachable(_describe(exc)) from None
+            keep = True
+            return answer
+        finally:
+            self._release(device, keep)
+
+    async def close(self) -> None:
+        """Close a device held open by keep_open."""
+        if self._device is not None:
+            self._device.close()
+            self._device = None
+
+    async def _precheck(
+        self, device: _Device, reader: asyncio.StreamReader, precheck: Precheck
+    ) -> bytes | None:
+        read = precheck.reply if callable(precheck.reply) else _exactly(precheck.reply)
+        deadline = time.monotonic() + precheck.timeout
+        try:
+            await device.write(precheck.request, deadline)
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await read(reader)
+        except (TimeoutError, _Stalled):
+            # A printer that does not read or answer now would also hold the kick:
+            # the caller decides on "no reply"; the status request is discarded.
+            device.discard_output()
+            return None
+        except _WriteFailed as exc:
+            raise self._unreachable(f"{_describe(exc.exc)} before the status reply") from None
+        except asyncio.IncompleteReadError:
+            raise self._unreachable("device hung up before the status reply") from None
+        except OSError as exc:
+            raise self._unreachable(f"{_describe(exc)} before the status reply") from None
+
+    async def _write_kick(
+        self, device: _Device, data: bytes, kick_len: int, write_timeout: float
+    ) -> None:
+        try:
+            await device.write(data, time.monotonic() + write_timeout)
+        except _Stalled as exc:
+            device.discard_output()
+            raise DeliveryUncertain(
+                self.path,
+                0,
+                f"write blocked after {exc.written} of {len(data)} bytes (printer paused or "
+                "not reading); the rest was discarded",
+            ) from None
+        except _WriteFailed as exc:
+            if exc.written == 0 and exc.exc.errno in GONE:
+                # Nothing of the kick reached the kernel: the printer cannot have it.
+                raise self._unreachable(_describe(exc.exc)) from None
+            raise DeliveryUncertain(
+                self.path,
+                0,
+                f"write failed after {exc.written} of {len(data)} bytes: {_describe(exc.exc)}",
+            ) from None
+        del kick_len
+
+    async def _confirmation(
+        self,
+        reader: asyncio.StreamReader,
+        confirm: Confirm,
+        written_at: float,
+        timeout: float,
+        status: bytes | None,
+    ) -> Sent:
+        read = confirm.reply if callable(confirm.reply) else _exactly(confirm.reply)
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await read(reader)
+        except TimeoutError:
+            return Sent(
+                written_at, note="unconfirmed: no status reply after the kick", status=status
+            )
+        except (asyncio.IncompleteReadError, OSError):
+            # The kick left the kernel (drained) before the device went away.
+            return Sent(
+                written_at, note="unconfirmed: the device went away after the kick", status=status
+            )
+        return Sent(written_at, confirmed=True, reply=reply, status=status)
+
+    async def _open(self, timeout: float) -> _Device:
+        if self._device is not None:
+            if self._device.broken is None:
+                return self._device
+            self._device.close()
+            self._device = None
+        kind = self.kind
+        if kind is DeviceKind.USBLP:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise self._unreachable(_describe(exc)) from None
+            device = _Device(self.path, kind, fd, None)
+        else:
+            port = await self._open_tty(timeout)
+            device = _Device(self.path, kind, port.fileno(), port)
+        self.opens += 1
+        if self.keep_open:
+            self._device = device
+        return device
+
+    async def _open_tty(self, timeout: float) -> serial.Serial:
+        """pyserial's open in a thread: an rfcomm tty connects on open, which can take seconds."""
+        loop = asyncio.get_running_loop()
+        opening: asyncio.Future[serial.Serial] = loop.run_in_executor(None, self._serial)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(opening)
+        except TimeoutError:
+            # The thread may still open it: close it then, never leak the descriptor.
+            opening.add_done_callback(_close_when_opened)
+            raise self._unreachable("open timed out (Bluetooth printer out of range?)") from None
+        except serial.SerialException as exc:
+            raise self._unreachable(_describe_serial(exc)) from None
+
+    def _serial(self) -> serial.Serial:
+        return serial.Serial(
+            port=self.path,
+            baudrate=self.baudrate,
+            bytesize=serial.EIGHTBITS,
+            parity=serial.PARITY_NONE,
+            stopbits=serial.STOPBITS_ONE,
+            timeout=0,
+            write_timeout=0,
+            # flock: a second program (or agent) opening the same tty is refused, not mixed.
+            exclusive=True,
+            **FLOW[self.flow_control],
+        )
+
+    def _release(self, device: _Device, healthy: bool) -> None:
+        if self.keep_open and healthy and device.broken is None:
+            return
+        device.close()
+        if self._device is device:
+            self._device = None
+
+    def _unreachable(self, reason: str) -> PrinterUnreachable:
+        return PrinterUnreachable(self.path, 0, reason)
+
+
+def _close_when_opened(opening: Future[serial.Serial] | asyncio.Future[serial.Serial]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        with contextlib.suppress(OSError, serial.SerialException):
+            opening.result().close()
+
+
+def _exactly(size: int) -> ReadReply:
+    async def read(reader: asyncio.StreamReader) -> bytes:
+        return await reader.readexactly(size)
+
+    return read
+
+
+def _describe(exc: OSError) -> str:
+    code = exc.errno
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return "device not present (unplugged?)"
+    if code == errno.EIO:
+        return "device I/O error (unplugged?)"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied (the agent's user needs the device's group: lp or dialout)"
+    if code in BUSY:
+        return "device busy (another program has it open)"
+    if code in (errno.EHOSTDOWN, errno.ECONNREFUSED):
+        return "Bluetooth printer not reachable"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _describe_serial(exc: serial.SerialException) -> str:
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return _describe(OSError(code, os.strerror(code)))
+    return f"not a usable tty: {exc}"
