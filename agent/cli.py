@@ -147,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-table", action="store_true", help="metrics only")
     p.set_defaults(func=cmd_fleet)
 
-    p = sub.add_parser("discover", help="find receipt printers on the LAN")
+    p = sub.add_parser("discover", help="find receipt printers on the LAN and on this machine")
     discovery_cli.add_arguments(p)
-    p.set_defaults(func=discovery_cli.run)
+    p.set_defaults(func=cmd_discover)
     return parser
 
 
@@ -429,6 +429,47 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{','.join(m.connections):<34} {', '.join(flags)}"
         )
     return EXIT_OK
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """`discover`: LAN sweep, local USB printers, serial/Bluetooth ports (asked with --identify)."""
+    return discovery_cli.run(args, identify_device=identify_device)
+
+
+async def identify_device(path: str) -> tuple[str | None, str | None, str | None] | None:
+    """Ask a serial/Bluetooth port what is attached: (vendor, model, command set) or None.
+
+    Only requests that print nothing and never pulse: `DLE EOT 1`, and `GS I` for maker and
+    model once the port proved ESC/POS with a lone well-formed status byte (PROTOCOLS §2.1,
+    §2.4), as the LAN probe does.
+    """
+    from agent.io import printer_link
+    from agent.io.device_link import DeviceLink
+    from discovery.core import probe_parse
+    from discovery.core.identify import Clues, identify
+
+    link = DeviceLink(path)
+
+    async def gs_i(reader: asyncio.StreamReader) -> bytes:
+        return await reader.readuntil(b"\x00")
+
+    try:
+        status = await link.exchange(
+            probe_parse.DLE_EOT_PRINTER_STATUS, printer_link.read_up_to(8, 0.2), timeout=1.0
+        )
+    except PrinterUnreachable:
+        return None
+    if probe_parse.find_status(status) is None:
+        return None
+    texts: list[str | None] = []
+    for query in (probe_parse.GS_I_MAKER, probe_parse.GS_I_MODEL):
+        try:
+            text, _ = probe_parse.extract_gs_i(await link.exchange(query, gs_i, timeout=1.0))
+        except PrinterUnreachable:
+            text = None  # an ESC/POS clone without GS I: still ESC/POS
+        texts.append(text)
+    found = identify(Clues(mfg=texts[0], mdl=texts[1]))
+    return found.vendor, found.model, "escpos"
 
 
 def cmd_demo(_args: argparse.Namespace) -> int:

@@ -11,10 +11,11 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
 from discovery.core import subnets
+from discovery.core.local import LocalPrinter, identified, render_blocks
 from discovery.core.model import DiscoveryConfig, PrinterRecord
 
 TABLE_COLUMNS = ("host", "vendor", "model", "command set", "MAC", "serial", "sources")
@@ -48,13 +49,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mdns", action="store_true", help="skip mDNS")
     parser.add_argument("--no-snmp", action="store_true", help="skip SNMP")
     parser.add_argument("--no-probe", action="store_true", help="skip the TCP 9100 probe")
+    parser.add_argument(
+        "--no-local",
+        action="store_true",
+        help="skip this machine's USB printers and serial/Bluetooth ports",
+    )
     parser.add_argument("--json", action="store_true", help="print only a JSON array on stdout")
+    parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
+    parser.add_argument("--dev-root", default="/dev", help=argparse.SUPPRESS)
     parser.add_argument("--snmp-port", type=int, default=161, help=argparse.SUPPRESS)
     parser.add_argument("--probe-port", type=int, default=9100, help=argparse.SUPPRESS)
     parser.add_argument("--mdns-seconds", type=float, default=3.0, help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:
+# Asks a serial/Bluetooth port what is attached: (vendor, model, command set) or None.
+IdentifyDevice = Callable[[str], Awaitable[tuple[str | None, str | None, str | None] | None]]
+
+
+def local_printers(
+    args: argparse.Namespace, identify_device: IdentifyDevice | None = None
+) -> list[LocalPrinter]:
+    """This machine's USB printers and, as candidates, its serial and Bluetooth ports.
+
+    Ports are written to only with `--identify` (status requests that print nothing).
+    """
+    from discovery.io import local
+
+    if args.no_local:
+        return []
+    found = local.usb_printers(args.sys_root) + local.serial_ports(args.dev_root)
+    if not (args.identify and identify_device):
+        return found
+
+    async def ask_all() -> list[LocalPrinter]:
+        out = []
+        for p in found:
+            answer = None if p.kind == "usb" else await identify_device(p.at)
+            out.append(identified(p, *answer) if answer else p)
+        return out
+
+    return asyncio.run(ask_all())
+
+
+def run(args: argparse.Namespace, identify_device: IdentifyDevice | None = None) -> int:
     """Run one discovery and print the result; 2 on a configuration error."""
     from discovery.service import sweep
 
@@ -83,15 +120,46 @@ def run(args: argparse.Namespace) -> int:
     )
     if bar is not None:
         bar.finish()
+    local = local_printers(args, identify_device)
     if args.json:
-        print(json.dumps([{k: r.to_json()[k] for k in JSON_KEYS} for r in records], indent=2))
+        rows = [{k: r.to_json()[k] for k in JSON_KEYS} for r in records]
+        print(json.dumps(rows + [p.to_json() for p in local], indent=2))
         return 0
     print(render_table(records))
-    snippets = render_snippets(records)
+    if local:
+        print("\n" + render_local_table(local))
+    used: set[str] = set()
+    snippets = "\n\n".join(
+        s for s in (render_snippets(records, used), render_blocks(local, used)) if s
+    )
     if snippets:
         print("\n# Paste into the agent's config and adjust the drawer number:\n")
         print(snippets)
     return 0
+
+
+LOCAL_COLUMNS = ("device", "kind", "vendor", "model", "command set", "serial", "now at")
+
+
+def render_local_table(printers: Sequence[LocalPrinter]) -> str:
+    """A plain-text table of this machine's printers and ports."""
+    rows = [
+        (
+            p.path,
+            p.kind,
+            p.vendor or "?",
+            p.model or "?",
+            p.command_set or "?",
+            p.serial or "-",
+            p.node,
+        )
+        for p in printers
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(LOCAL_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(LOCAL_COLUMNS, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +194,9 @@ def render_table(records: Sequence[PrinterRecord]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def render_snippets(records: Sequence[PrinterRecord]) -> str:
+def render_snippets(records: Sequence[PrinterRecord], used: set[str] | None = None) -> str:
     """Ready-to-paste `[printers.<id>]` TOML tables, one per printer."""
-    used: set[str] = set()
+    used = set() if used is None else used
     blocks = []
     for record in records:
         printer_id = _unique(_slug(record), used)
