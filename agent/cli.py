@@ -250,31 +250,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_kick(args: argparse.Namespace) -> int:
-    """One test pulse, written to the audit trail when a config is used."""
+    """One test pulse; with a config, through the agent's admission path and audit trail."""
+    if args.printer_id:
+        return _kick_configured(args)
     from agent.io import printer_link
 
-    if args.printer_id:
-        settings = load(args.config)
-        printer = settings.printers.get(args.printer_id)
-        if printer is None:
-            raise ConfigError(f"printers.{args.printer_id}", "no such printer in the config")
-        if printer.host is None:
-            raise ConfigError(
-                f"printers.{args.printer_id}.host",
-                "not set; the printer is found by discovery while the agent runs",
-            )
-        host, port, cs = printer.host, printer.port, printer.command_set
-        drawer = args.drawer or printer.drawer
-        on_ms, off_ms = printer.pulse_on_ms, printer.pulse_off_ms
-    else:
-        if not args.host or not (args.model or args.command_set):
-            raise ConfigError("kick", "give PRINTER_ID, or --host with --model or --command-set")
-        model = catalogue.get(args.model) if args.model else None
-        cs = model.command_set if model else CommandSet(args.command_set)
-        host, port, drawer = args.host, args.port, args.drawer or 1
-        on_ms = model.pulse_on_ms if model else 100
-        off_ms = model.pulse_off_ms if model else 500
-        settings = None
+    if not args.host or not (args.model or args.command_set):
+        raise ConfigError("kick", "give PRINTER_ID, or --host with --model or --command-set")
+    model = catalogue.get(args.model) if args.model else None
+    cs = model.command_set if model else CommandSet(args.command_set)
+    host, port, drawer = args.host, args.port, args.drawer or 1
+    on_ms = model.pulse_on_ms if model else 100
+    off_ms = model.pulse_off_ms if model else 500
     payload = drawer_kick(cs, drawer, on_ms, off_ms)
     started = time.time()
     sent = asyncio.run(
@@ -286,35 +273,39 @@ def cmd_kick(args: argparse.Namespace) -> int:
         f"pulsed drawer {drawer} on {host}:{port} ({cs}): {payload.hex(' ')} "
         f"in {(sent.written_at - started) * 1000:.1f} ms"
     )
-    if settings is not None:
-        _audit_manual_kick(settings, args.printer_id, started, sent.written_at)
     return EXIT_OK
 
 
-def _audit_manual_kick(settings: Settings, printer_id: str, started: float, sent: float) -> None:
-    from agent.io.ledger import Ledger
+def _kick_configured(args: argparse.Namespace) -> int:
+    from agent.core.admission import Refused
+    from agent.core.kick import Outcome
+    from agent.service.control import kick_once
 
-    with Ledger.open(settings.state.path) as ledger:
-        event_id = f"manual-{uuid.uuid4()}"
-        ledger.claim(
-            event_id=event_id,
-            type_="manual_kick",
-            terminal_id=None,
-            printer_id=printer_id,
-            occurred_at=started,
-            received_at=started,
-            deadline=started,
-            source="cli",
+    settings = load(args.config)
+    printer = settings.printers.get(args.printer_id)
+    if printer is None:
+        raise ConfigError(f"printers.{args.printer_id}", "no such printer in the config")
+    if printer.host is None:
+        raise ConfigError(
+            f"printers.{args.printer_id}.host",
+            "not set; the printer is found by discovery while the agent runs",
         )
-        ledger.finish(
-            event_id,
-            status="opened",
-            attempts=1,
-            finished_at=time.time(),
-            sent_at=sent,
-            latency_ms=(sent - started) * 1000,
-            detail="manual test pulse from the CLI",
-        )
+    result = asyncio.run(
+        kick_once(settings, args.printer_id, drawer=args.drawer, timeout=args.timeout)
+    )
+    if not isinstance(result, Outcome):
+        why = result.reason if isinstance(result, Refused) else result.detail
+        print(f"drawer-agent: not sent: {why}", file=sys.stderr)
+        return EXIT_FAILURE
+    where = f"{printer.host}:{printer.port}"
+    if result.status.value != "opened":
+        print(f"drawer-agent: {result.status.value} on {where}: {result.detail}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"pulsed drawer {args.drawer or printer.drawer} on {where} ({printer.command_set}) "
+        f"in {result.latency_ms or 0:.1f} ms"
+    )
+    return EXIT_OK
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -476,6 +467,7 @@ def cmd_demo(_args: argparse.Namespace) -> int:
     """Run the self-contained demo."""
     from agent.devtools import demo
     from agent.io import logs
+    from agent.service import app
 
     logs.configure("text", "WARNING")
-    return asyncio.run(demo.run_demo())
+    return asyncio.run(demo.run_demo(app.run))

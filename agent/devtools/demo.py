@@ -9,8 +9,10 @@ import logging
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agent.core.commands import CommandSet
 from agent.core.settings import Settings, validate
@@ -18,7 +20,6 @@ from agent.core.topics import Topics
 from agent.devtools.embedded_broker import EmbeddedBroker
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.mqtt_link import PosClient
-from agent.service import app
 
 SHOP = "demo-salon"
 
@@ -61,8 +62,12 @@ def event(
     }
 
 
-async def run_demo() -> int:
-    """Run the demo; 0 when every outcome is the expected one."""
+RunAgent = Callable[..., Coroutine[Any, Any, int]]
+
+
+async def run_demo(run_agent: RunAgent) -> int:
+    """Run the demo with `run_agent` (the wiring's `run`, given by the CLI); 0 when all is as
+    expected."""
     logging.getLogger("agent").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="drawer-agent-demo-") as tmp:
         async with (
@@ -71,9 +76,9 @@ async def run_demo() -> int:
             VirtualPrinterServer(command_set=CommandSet.STAR_LINE, name="back") as back,
         ):
             settings = demo_settings(broker.port, front.port, back.port, Path(tmp) / "ledger.db")
-            started: asyncio.Future[app.Agent] = asyncio.get_running_loop().create_future()
+            started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             agent_task = asyncio.create_task(
-                app.run(settings, install_signals=False, started=started.set_result)
+                run_agent(settings, install_signals=False, started=started.set_result)
             )
             agent = await asyncio.wait_for(started, 10)
             await asyncio.wait_for(agent.link.connected.wait(), 10)

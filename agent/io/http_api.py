@@ -7,35 +7,41 @@ answer only when the agent listens on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import ipaddress
-import time
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from agent.core.errors import AgentError, LedgerError
+from agent.core.errors import AgentError
+from agent.core.hosts import is_loopback
+from agent.core.settings import HttpSettings
+from agent.core.views import Commands, ReadModel
 from agent.io.metrics import CONTENT_TYPE
-from agent.service.dispatcher import Job
 
-if TYPE_CHECKING:
-    from agent.service.app import Agent
-
-AGENT: web.AppKey[Agent] = web.AppKey("agent")
+VIEW: web.AppKey[ReadModel] = web.AppKey("view")
+COMMANDS: web.AppKey[Commands] = web.AppKey("commands")
+SETTINGS: web.AppKey[HttpSettings] = web.AppKey("http_settings")
 # No endpoint takes a body beyond a few bytes; aiohttp answers 413 above this.
 MAX_BODY = 4 * 1024
 MAX_EVENTS = 1000
+# A test kick's answer: HTTP status per KickAnswer code.
+KICK_STATUS = {
+    "queued": 202,
+    "unknown_printer": 404,
+    "queue_full": 503,
+    "rate_limited": 429,
+    "not_recorded": 503,
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(agent: Agent) -> web.Application:
-    """Build the aiohttp application for a running agent."""
+def make_app(settings: HttpSettings, view: ReadModel, commands: Commands) -> web.Application:
+    """Build the aiohttp application over a read model and a command interface."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[degraded])
-    app[AGENT] = agent
+    app[VIEW] = view
+    app[COMMANDS] = commands
+    app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -59,7 +65,7 @@ def protected(handler: Handler) -> Handler:
     """Bearer-token check (constant time) in front of an audit or state-changing endpoint."""
 
     async def check(request: web.Request) -> web.StreamResponse:
-        settings = request.app[AGENT].settings.http
+        settings = request.app[SETTINGS]
         if (request.content_length or 0) > MAX_BODY:
             # Handlers never read a body, so aiohttp's client_max_size alone would not refuse it.
             return _problem(413, f"request body over {MAX_BODY} bytes")
@@ -79,16 +85,6 @@ def protected(handler: Handler) -> Handler:
     return check
 
 
-def is_loopback(host: str) -> bool:
-    """True for a listen address only this machine can reach."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def healthz(_request: web.Request) -> web.Response:
     """200 while the process runs."""
     return web.json_response({"status": "ok"})
@@ -96,44 +92,20 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 only while connected to the broker with a writable ledger."""
-    ok, reason = request.app[AGENT].ready()
+    ok, reason = request.app[VIEW].ready()
     return web.json_response({"ready": ok, "reason": reason}, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of this agent's own registry."""
-    body = request.app[AGENT].metrics.render()
+    body = request.app[VIEW].metrics_text()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def printers(request: web.Request) -> web.Response:
-    """Configured printers with their last probed health."""
-    agent = request.app[AGENT]
-    prober = agent.prober
-    out = []
-    for pid, p in agent.settings.printers.items():
-        state = prober.health[pid].to_json() if prober is not None else None
-        out.append(
-            {
-                "printer_id": pid,
-                "source": "configured",
-                "host": p.host,
-                "port": p.port,
-                "model": p.model,
-                "command_set": str(p.command_set),
-                "drawer": p.drawer,
-                "queued": agent.dispatcher.queues[pid].queue.qsize(),
-                "health": state,
-                "address": _address(agent, pid),
-            }
-        )
-    discovered = [r.to_json() for r in agent.discovery.snapshot()] if agent.discovery else []
-    return web.json_response({"printers": out, "discovered": discovered})
-
-
-def _address(agent: Agent, printer_id: str) -> str | None:
-    found = agent.dispatcher.resolve(printer_id)
-    return None if found is None else f"{found[0]}:{found[1]}"
+    """Configured printers with their last probed health, and what discovery found."""
+    view = request.app[VIEW]
+    return web.json_response({"printers": view.printers(), "discovered": view.discovered()})
 
 
 async def events(request: web.Request) -> web.Response:
@@ -145,57 +117,27 @@ async def events(request: web.Request) -> web.Response:
         return _problem(400, "limit must be an integer and since a number (epoch seconds)")
     if not 1 <= limit <= MAX_EVENTS:
         return _problem(400, f"limit must be 1..{MAX_EVENTS}")
-    rows = request.app[AGENT].ledger.recent(limit, since)
-    return web.json_response({"events": [r.to_json() for r in rows]})
+    return web.json_response({"events": request.app[VIEW].events(limit, since)})
 
 
 async def config(request: web.Request) -> web.Response:
     """Effective settings, secrets redacted."""
-    return web.json_response(request.app[AGENT].settings.redacted())
+    return web.json_response(request.app[VIEW].config())
 
 
 async def kick(request: web.Request) -> web.Response:
-    """A test pulse through the printer's queue and lock, audited as a manual opening."""
-    agent = request.app[AGENT]
+    """A test pulse through the admission path, audited as a manual opening.
+
+    Waits for the outcome and answers 200 with the status and the drawer sensor reading;
+    `?wait=false` answers 202 once the pulse is queued.
+    """
     pid = request.match_info["printer_id"]
-    printer = agent.settings.printers.get(pid)
-    if printer is None:
-        return _problem(404, f"no printer {pid!r} is configured")
-    now = time.time()
-    drawer_key = f"{pid}/{printer.drawer}"
-    if not agent.dispatcher.has_room(pid):
-        return _problem(503, f"printer {pid} has too many pending pulses")
-    if not agent.intake.limiter.allow(drawer_key, now):
-        return _problem(429, f"rate_limited: drawer {drawer_key}")
-    event_id = f"manual-{uuid.uuid4()}"
-    deadline = now + agent.settings.security.max_age_s
-    try:
-        agent.ledger.claim(
-            event_id=event_id,
-            type_="manual_kick",
-            terminal_id=None,
-            printer_id=pid,
-            occurred_at=now,
-            received_at=now,
-            deadline=deadline,
-            detail=f"manual test pulse from the HTTP API ({request.remote})",
-            source="manual",
-        )
-    except LedgerError as exc:
-        return _problem(503, f"not recorded, so not sent: {exc}")
-    agent.dispatcher.submit(
-        Job(
-            event_id=event_id,
-            printer_id=pid,
-            terminal_id=None,
-            received_at=now,
-            deadline=deadline,
-            source="manual",
-        )
-    )
-    return web.json_response(
-        {"event_id": event_id, "printer_id": pid, "status": "queued"}, status=202
-    )
+    wait = request.query.get("wait", "true").lower() not in ("0", "false", "no")
+    answer = await request.app[COMMANDS].test_kick(pid, f"HTTP API, {request.remote}", wait=wait)
+    status = KICK_STATUS.get(answer.code, 200)
+    if status >= 400:
+        return _problem(status, answer.detail or answer.code)
+    return web.json_response(answer.to_json(), status=status)
 
 
 def _problem(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -203,21 +145,23 @@ def _problem(status: int, reason: str, headers: dict[str, str] | None = None) ->
 
 
 class HttpServer:
-    """`async with HttpServer(agent) as http:` serves until the block exits."""
+    """`async with HttpServer(settings, view, commands) as http:` serves until the block exits."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, settings: HttpSettings, view: ReadModel, commands: Commands) -> None:
+        self.settings = settings
+        self.view = view
+        self.commands = commands
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
         """Base URL with the port actually bound."""
-        return f"http://{self.agent.settings.http.host}:{self.port}"
+        return f"http://{self.settings.host}:{self.port}"
 
     async def __aenter__(self) -> HttpServer:
-        http = self.agent.settings.http
-        self._runner, self.port = await _serve(make_app(self.agent), http.host, http.port)
+        app = make_app(self.settings, self.view, self.commands)
+        self._runner, self.port = await _serve(app, self.settings.host, self.settings.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -271,8 +215,10 @@ async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     except OSError:
         await runner.cleanup()
         raise
-    server = cast("asyncio.Server | None", site._server)
+    # The runner's public view of what it bound; port 0 asks the kernel for a free one.
     bound = port
-    if server is not None and server.sockets:
-        bound = int(server.sockets[0].getsockname()[1])
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            bound = int(address[1])
+            break
     return runner, bound

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from agent.core.acks import Ack, AckStatus
 from agent.core.errors import LedgerError
+from agent.core.kick import STORED, Job, Phase, Track, stored
 
 # Each entry migrates from version i to i+1 (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
@@ -78,9 +80,10 @@ R = TypeVar("R")
 # SQLite result codes that mean the file itself is damaged (sqlite.org/rescode.html).
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
-PENDING = "pending"
-SENDING = "sending"
-FINAL = "final"
+# The `state` column holds the kick table's stored phases (agent.core.kick.STORED).
+PENDING = STORED[Phase.PENDING]
+SENDING = STORED[Phase.SENDING]
+FINAL = Phase.FINAL.value
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,35 @@ class EventRow:
     def to_json(self) -> dict[str, object]:
         """JSON view for the audit API."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def track(self) -> Track:
+        """Where this row stands in the kick table."""
+        return stored(self.state, self.status, self.deadline, self.attempts)
+
+    def job(self) -> Job:
+        """The job that resumes this row after a restart."""
+        assert self.printer_id is not None
+        return Job(
+            event_id=self.event_id,
+            printer_id=self.printer_id,
+            terminal_id=self.terminal_id,
+            received_at=self.received_at,
+            deadline=self.deadline,
+            source=self.source,
+        )
+
+    def ack(self) -> Ack:
+        """The ack of this final row, as first published (resent when it never got out)."""
+        return Ack(
+            event_id=self.event_id,
+            status=AckStatus(self.status or "failed"),
+            terminal_id=self.terminal_id,
+            printer_id=self.printer_id,
+            attempts=self.attempts,
+            latency_ms=self.latency_ms,
+            detail=self.detail,
+            drawer_open=self.drawer_open,
+        )
 
 
 _COLUMNS = ", ".join(EventRow.__dataclass_fields__)

@@ -16,7 +16,7 @@ from agent.core.fleet import FleetModel
 
 if TYPE_CHECKING:
     from agent.core.acks import AckStatus
-    from agent.service.dispatcher import Outcome
+    from agent.core.kick import Outcome
 
 PREFIX = "drawer_agent"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -27,7 +27,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     """Every metric the agent exports; gauges that mirror state are read at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        connected: Callable[[], bool] = lambda: False,
+        ledger_size: Callable[[], int] = lambda: 0,
+        event_type: Callable[[str], str | None] = lambda _eid: None,
+    ) -> None:
+        """`connected`, `ledger_size` are read when scraped; `event_type` looks types up."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events = Counter(
@@ -80,16 +87,6 @@ class Metrics:
             f"{PREFIX}_alerts", "Alerts published, by kind", ("kind",), registry=r
         )
 
-        self._event_type: Callable[[str], str | None] = lambda _eid: None
-
-    def bind(
-        self,
-        *,
-        connected: Callable[[], bool],
-        ledger_size: Callable[[], int],
-        event_type: Callable[[str], str | None],
-    ) -> None:
-        """Read broker state and ledger size when scraped; look event types up in the ledger."""
         self.broker_connected.set_function(lambda: float(connected()))
         self.ledger_events.set_function(lambda: _or_nan(ledger_size))
         self._event_type = event_type

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from agent.core.errors import PrinterUnreachable
@@ -62,44 +62,55 @@ class Precheck:
     timeout: float
 
 
-async def send(
-    host: str,
-    port: int,
-    payload: bytes,
-    *,
-    connect_timeout: float,
-    write_timeout: float,
-    confirm: Confirm | None = None,
-    precheck: Precheck | None = None,
-) -> Sent:
-    """Write `payload`, optionally followed by a status request whose reply confirms it; close.
+class Session:
+    """One connection to a printer, opened by `connect()`: an optional status round trip,
+    then one kick.
 
-    With `precheck`, its status request goes first and its `decide` replaces `payload`
-    by what to write given the reply, all in one connection (see Precheck).
-
-    Real-time status requests are answered on receipt (PROTOCOLS §2.1, §2.5), so a reply
-    proves the printer read everything before it, the kick included. Raises
-    PrinterUnreachable when the printer cannot have read the kick (safe to retry) and
-    DeliveryUncertain when it may have (never retried: a drawer must not open twice).
+    Connecting and kicking are separate so that the caller can record "sending" in the
+    ledger between them: nothing is written before the connection is up and the status
+    read, and the ledger write overlaps nothing the printer must see first.
     """
-    reader, writer = await _connect(host, port, connect_timeout)
-    try:
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        write_timeout: float,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._reader = reader
+        self._writer = writer
+        self._write_timeout = write_timeout
+
+    async def _still_open(self) -> None:
         # A printer that accepts and resets at once (a busy single-session NIC) has
         # usually closed by now: that is "not sent", so the caller may retry.
         await asyncio.sleep(0)
-        if writer.transport.is_closing() or reader.at_eof():
-            raise PrinterUnreachable(host, port, "closed the connection before the write")
-        _no_delay(writer)
-        status = None
-        if precheck is not None:
-            status = await _precheck(host, port, reader, writer, precheck)
-            payload = precheck.decide(status)
-            if not payload:
-                return Sent(written_at=time.time(), status=status, kicked=False)
+        if self._writer.transport.is_closing() or self._reader.at_eof():
+            raise PrinterUnreachable(self.host, self.port, "closed the connection before the write")
+
+    async def status(self, precheck: Precheck) -> bytes | None:
+        """The pre-check's status reply, None when none came in time; nothing that pulses."""
+        await self._still_open()
+        return await _precheck(self.host, self.port, self._reader, self._writer, precheck)
+
+    async def kick(self, payload: bytes, confirm: Confirm | None = None) -> Sent:
+        """Write `payload`, optionally followed by a status request whose reply confirms it.
+
+        Real-time status requests are answered on receipt (PROTOCOLS §2.1, §2.5), so a reply
+        proves the printer read everything before it, the kick included. Raises
+        PrinterUnreachable when the printer cannot have read the kick (safe to retry) and
+        DeliveryUncertain when it may have (never retried: a drawer must not open twice).
+        """
+        host, port, writer = self.host, self.port, self._writer
+        await self._still_open()
         writer.write(payload + (confirm.request if confirm else b""))
         written_at = time.time()
         try:
-            async with asyncio.timeout(write_timeout):
+            async with asyncio.timeout(self._write_timeout):
                 await writer.drain()
         except (ConnectionResetError, BrokenPipeError) as exc:
             # A reset means the printer's socket closed with our bytes unread (a NIC that
@@ -111,11 +122,54 @@ async def send(
                 host, port, f"write did not complete: {_describe(exc)}"
             ) from None
         if confirm is None:
-            return Sent(written_at=written_at, status=status)
-        sent = await _confirmation(host, port, reader, confirm, written_at, write_timeout)
-        return replace(sent, status=status)
+            return Sent(written_at=written_at)
+        return await _confirmation(
+            host, port, self._reader, confirm, written_at, self._write_timeout
+        )
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    host: str, port: int, *, connect_timeout: float, write_timeout: float
+) -> AsyncIterator[Session]:
+    """`async with connect(...) as session:` a connection, closed when the block exits.
+
+    Raises PrinterUnreachable when no connection is made: nothing was sent.
+    """
+    reader, writer = await _connect(host, port, connect_timeout)
+    try:
+        _no_delay(writer)
+        yield Session(host, port, reader, writer, write_timeout)
     finally:
         await _close(writer, write_timeout)
+
+
+async def send(
+    host: str,
+    port: int,
+    payload: bytes,
+    *,
+    connect_timeout: float,
+    write_timeout: float,
+    confirm: Confirm | None = None,
+    precheck: Precheck | None = None,
+) -> Sent:
+    """Connect, write `payload` (see `Session.kick`), close.
+
+    With `precheck`, its status request goes first and its `decide` replaces `payload`
+    by what to write given the reply, all in one connection (see Precheck).
+    """
+    async with connect(
+        host, port, connect_timeout=connect_timeout, write_timeout=write_timeout
+    ) as session:
+        status = None
+        if precheck is not None:
+            status = await session.status(precheck)
+            payload = precheck.decide(status)
+            if not payload:
+                return Sent(written_at=time.time(), status=status, kicked=False)
+        sent = await session.kick(payload, confirm)
+        return replace(sent, status=status)
 
 
 async def _precheck(

@@ -13,18 +13,22 @@ from contextlib import AbstractAsyncContextManager, closing
 from dataclasses import dataclass, field
 
 from agent import __version__
-from agent.core.acks import AckStatus
+from agent.core import kick as lifecycle
 from agent.core.addresses import AddressBook
 from agent.core.errors import BrokerError, LedgerError
+from agent.core.kick import Outcome
+from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import Settings
 from agent.core.topics import Topics
 from agent.io import signing
 from agent.io.http_api import HttpServer
-from agent.io.ledger import SENDING, Ledger
+from agent.io.ledger import Ledger
 from agent.io.metrics import Metrics
 from agent.io.mqtt_link import LastWill, MqttLink
-from agent.service.dispatcher import Dispatcher, Job, Outcome
-from agent.service.intake import AckPublisher, Intake
+from agent.service.admission import Admission
+from agent.service.control import AgentView, ManualKicks
+from agent.service.dispatcher import Dispatcher, Locks
+from agent.service.intake import AckPublisher, Intake, Reporter
 from agent.service.prober import Prober
 from discovery import PrinterRecord
 from discovery.io.store import DiscoveryStore
@@ -39,7 +43,7 @@ STOP_BUDGET_S = 4.5
 
 @dataclass
 class Agent:
-    """Everything the running agent holds; HTTP handlers read from here."""
+    """The running agent's parts, as wired; given to `started` (tests, the demo), never to HTTP."""
 
     settings: Settings
     ledger: Ledger
@@ -47,25 +51,21 @@ class Agent:
     dispatcher: Dispatcher
     acks: AckPublisher
     intake: Intake
+    reporter: Reporter
     topics: Topics
+    metrics: Metrics
+    prober: Prober
+    addresses: AddressBook
+    locks: Locks
+    view: AgentView
     started_at: float = field(default_factory=time.time)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    metrics: Metrics = field(default_factory=Metrics)
-    prober: Prober | None = None
     http_port: int = 0
-    addresses: AddressBook | None = None
     discovery: DiscoveryService | None = None
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
-        # The ledger first: an unwritable ledger also drops the broker link on purpose
-        # (messages go back to the broker), and the ledger is the cause to report.
-        problem = self.ledger.problem()
-        if problem is not None:
-            return False, f"ledger cannot record events: {problem}"
-        if not self.link.connected.is_set():
-            return False, f"not connected to broker {self.link.broker}"
-        return True, "ok"
+        return self.view.ready()
 
 
 def build_keyring(settings: Settings) -> signing.KeyRing | None:
@@ -86,35 +86,62 @@ async def run(
     topics = Topics(settings.shop_id)
     keyring = build_keyring(settings)
     with Ledger.open(settings.state.path, background_checkpoints=True) as ledger:
+        # Every part gets its collaborators here, at construction, in dependency order.
         link = MqttLink(
             settings.mqtt,
             will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
         )
-        acks = AckPublisher(link, topics, ledger)
-        metrics = Metrics()
-
-        async def on_outcome(outcome: Outcome) -> None:
-            metrics.outcome(outcome)
-            await intake.on_outcome(outcome)
-
-        book = AddressBook(settings.printers)
-        dispatcher = Dispatcher(
-            settings.printers, ledger, settings.dispatch, on_outcome, resolve=book.address
-        )
-        intake = Intake(settings, ledger, dispatcher, acks, link, keyring)
-        # Health, metrics and the closed loop (issue 4).
-        prober = Prober(
-            settings.printers, settings.health, dispatcher, link, topics, metrics=metrics
-        )
-        dispatcher.kick_for = prober.kick_for
-        if settings.health.confirm_drawer:
-            # The ack then waits ~0.5 s for the sensor reading after the pulse.
-            dispatcher.read_drawer = prober.read_drawer
-        intake.on_final = metrics.event
-        metrics.bind(
+        metrics = Metrics(
             connected=link.connected.is_set,
             ledger_size=ledger.count,
             event_type=lambda eid: row.type if (row := ledger.get(eid)) else None,
+        )
+        acks = AckPublisher(link, topics, ledger)
+        book = AddressBook(settings.printers)
+        locks = Locks()
+        # Health, metrics and the closed loop (issue 4).
+        prober = Prober(
+            settings.printers,
+            settings.health,
+            link,
+            topics,
+            locks=locks,
+            resolve=book.address,
+            metrics=metrics,
+        )
+        manual: list[ManualKicks] = []
+        reporter = Reporter(
+            acks,
+            on_final=metrics.event,
+            on_outcome=lambda outcome: _outcome(metrics, manual, outcome),
+        )
+        dispatcher = Dispatcher(
+            settings.printers,
+            ledger,
+            settings.dispatch,
+            reporter.outcome,
+            locks=locks,
+            resolve=book.address,
+            kick_for=prober.kick_for,
+            # The ack then waits ~0.5 s for the sensor reading after the pulse.
+            read_drawer=prober.read_drawer if settings.health.confirm_drawer else None,
+        )
+        admission = Admission(
+            ledger, dispatcher, PulseRateLimiter(settings.security.max_pulses_per_minute)
+        )
+        intake = Intake(settings, ledger, admission, reporter, link, keyring)
+        kicks = ManualKicks(settings, admission)
+        manual.append(kicks)
+        discovery: list[DiscoveryService] = []
+        view = AgentView(
+            settings,
+            ledger,
+            connected=link.connected.is_set,
+            broker=lambda: link.broker,
+            metrics=metrics,
+            prober=prober,
+            dispatcher=dispatcher,
+            discovered=lambda: [r.to_json() for d in discovery for r in d.snapshot()],
         )
         agent = Agent(
             settings,
@@ -123,12 +150,15 @@ async def run(
             dispatcher,
             acks,
             intake,
+            reporter,
             topics,
-            metrics=metrics,
-            prober=prober,
-            addresses=book,
+            metrics,
+            prober,
+            book,
+            locks,
+            view,
         )
-        recover(agent)
+        recover(ledger, settings, dispatcher)
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,19 +169,23 @@ async def run(
             prober.reconnected()
             await acks.resend_unacked(skip=dispatcher.sensing_ids)
 
-        async with HttpServer(agent) as http, contextlib.AsyncExitStack() as stack:
+        async with (
+            HttpServer(settings.http, view, kicks) as http,
+            contextlib.AsyncExitStack() as stack,
+        ):
             agent.http_port = http.port
             if wants_discovery(settings):
                 agent.discovery = await stack.enter_async_context(
                     DiscoveryService(
                         settings.discovery.to_config(),
                         store=stack.enter_context(closing(DiscoveryStore(ledger.path))),
-                        on_change=lambda new, _old: follow(agent, new),
-                        guard=lambda host, port: printer_guard(agent, host, port),
+                        on_change=lambda new, _old: follow(book, ledger, new),
+                        guard=lambda host, port: printer_guard(book, locks, host, port),
                     )
                 )
+                discovery.append(agent.discovery)
                 for record in agent.discovery.snapshot():
-                    follow(agent, record)
+                    follow(book, ledger, record)
             log.info(
                 "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
                 __version__,
@@ -185,19 +219,23 @@ async def run(
     return 0
 
 
+def _outcome(metrics: Metrics, manual: list[ManualKicks], outcome: Outcome) -> None:
+    metrics.outcome(outcome)
+    for kicks in manual:
+        kicks.finished(outcome)
+
+
 def wants_discovery(settings: Settings) -> bool:
     """Discovery runs when configured, or when a printer is followed by identity."""
     return settings.discovery.enabled or any(p.match for p in settings.printers.values())
 
 
-def follow(agent: Agent, record: PrinterRecord) -> None:
+def follow(book: AddressBook, ledger: Ledger, record: PrinterRecord) -> None:
     """A discovered printer changed: move matched printers there, log it, audit it."""
-    if agent.addresses is None:
-        return
-    for move in agent.addresses.observe(record):
+    for move in book.observe(record):
         log.warning("%s", move.describe(), extra={"printer_id": move.printer_id})
         try:
-            agent.ledger.audit(
+            ledger.audit(
                 kind="address_change",
                 printer_id=move.printer_id,
                 detail=move.describe(),
@@ -207,12 +245,14 @@ def follow(agent: Agent, record: PrinterRecord) -> None:
             log.error("address change not audited: %s", exc)
 
 
-def printer_guard(agent: Agent, host: str, port: int) -> AbstractAsyncContextManager[object]:
+def printer_guard(
+    book: AddressBook, locks: Locks, host: str, port: int
+) -> AbstractAsyncContextManager[object]:
     """Discovery probes hold the printer's lock, so they never overlap a pulse."""
-    pid = agent.addresses.printer_at(host, port) if agent.addresses else None
+    pid = book.printer_at(host, port)
     if pid is None:
         return contextlib.nullcontext()
-    return agent.dispatcher.lock_for(pid)
+    return locks[pid]
 
 
 async def shutdown(agent: Agent) -> None:
@@ -254,46 +294,23 @@ async def publish_status(agent: Agent, state: str) -> None:
         log.debug("status %s not published: %s", state, exc)
 
 
-def recover(agent: Agent) -> None:
+def recover(ledger: Ledger, settings: Settings, lane: Dispatcher) -> None:
     """Finish what a previous run left: resume untried events, never resend a started one."""
     now = time.time()
-    for row in agent.ledger.unfinished():
-        if row.state == SENDING:
-            agent.ledger.finish(
+    for row in ledger.unfinished():
+        track = row.track()
+        known = row.printer_id in settings.printers
+        step = lifecycle.next_step(track, lifecycle.Restarted(printer_known=known), now)
+        if isinstance(step.action, lifecycle.Finish):
+            ledger.finish(
                 row.event_id,
-                status=AckStatus.FAILED.value,
+                status=step.action.status.value,
                 attempts=row.attempts,
                 finished_at=now,
-                detail="interrupted: the agent stopped while writing to the "
-                "printer; the pulse may or may not have happened and is not resent",
+                detail=step.action.detail,
             )
-        elif row.printer_id not in agent.settings.printers:
-            agent.ledger.finish(
-                row.event_id,
-                status=AckStatus.FAILED.value,
-                attempts=row.attempts,
-                finished_at=now,
-                detail=f"printer {row.printer_id} is no longer configured",
-            )
-        elif row.deadline <= now:
-            agent.ledger.finish(
-                row.event_id,
-                status=AckStatus.EXPIRED.value,
-                attempts=row.attempts,
-                finished_at=now,
-                detail="deadline passed while the agent was stopped",
-            )
-        elif row.printer_id is not None and agent.dispatcher.has_room(row.printer_id):
-            agent.dispatcher.submit(
-                Job(
-                    event_id=row.event_id,
-                    printer_id=row.printer_id,
-                    terminal_id=row.terminal_id,
-                    received_at=row.received_at,
-                    deadline=row.deadline,
-                    source=row.source,
-                )
-            )
+        elif row.printer_id is not None and lane.has_room(row.printer_id):
+            lane.submit(row.job())
             log.info(
                 "resuming event %s after restart", row.event_id, extra={"event_id": row.event_id}
             )

@@ -12,12 +12,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from agent.core import kick as lifecycle
 from agent.core.acks import AckStatus
 from agent.core.commands import CommandSet, status_requests
 from agent.core.errors import LedgerError, PrinterUnreachable
 from agent.core.health import Kick, choose_kick
+from agent.core.kick import Job, Outcome, Phase, Track
 from agent.core.retry import Backoff, attempt_timeout, next_attempt_at
 from agent.core.settings import DispatchSettings, PrinterSettings
 from agent.io import printer_link
@@ -30,50 +32,31 @@ Address = tuple[str, int]
 REALTIME_DETAIL = "real-time pulse: the last probe saw the printer offline or out of paper"
 
 
-@dataclass(frozen=True)
-class Job:
-    """One accepted event waiting for its pulse."""
+class Locks:
+    """One lock per printer, held by whoever talks to it (pulses, health probes, discovery)."""
 
-    event_id: str
-    printer_id: str
-    terminal_id: str | None
-    received_at: float
-    deadline: float
-    source: str = "mqtt"
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """Final result of a job."""
-
-    job: Job
-    status: AckStatus
-    attempts: int
-    sent_at: float | None = None
-    detail: str = ""
-    realtime: bool = False
-    drawer_open: bool | None = None
-
-    @property
-    def latency_ms(self) -> float | None:
-        """Receipt to write, in milliseconds."""
-        if self.sent_at is None:
-            return None
-        return (self.sent_at - self.job.received_at) * 1000.0
+    def __getitem__(self, printer_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(printer_id, asyncio.Lock())
 
 
 @dataclass
 class PrinterQueue:
-    """A printer's queue and the lock every exchange with that printer holds."""
+    """A printer's queue of jobs, and what its worker is doing."""
 
     queue: asyncio.Queue[Job]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     busy: bool = False
     sensing: int = 0
 
 
 class Dispatcher:
-    """Owns a worker per printer; `run()` is a long-lived task of the agent's TaskGroup."""
+    """Owns a worker per printer; `run()` is a long-lived task of the agent's TaskGroup.
+
+    Each job is walked through the kick table (`agent.core.kick`): the worker only feeds it
+    what the printer, the ledger and the clock said, and does what it answers.
+    """
 
     def __init__(
         self,
@@ -81,24 +64,27 @@ class Dispatcher:
         ledger: Ledger,
         settings: DispatchSettings,
         on_outcome: Callable[[Outcome], Awaitable[None]],
+        *,
+        locks: Locks | None = None,
         resolve: Callable[[str], Address | None] | None = None,
+        kick_for: Callable[[PrinterSettings], Kick] | None = None,
+        read_drawer: Callable[[str, float], Awaitable[bool | None]] | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
-        kick_for: Callable[[PrinterSettings], Kick] | None = None,
-        read_drawer: Callable[[str, float], Awaitable[bool | None]] | None = None,
     ) -> None:
         self.printers = printers
         self.ledger = ledger
         self.settings = settings
         self.on_outcome = on_outcome
+        self.locks = locks or Locks()
         self.resolve = resolve or self._configured_address
-        self.backoff = backoff or Backoff()
-        self.rng = rng or random.Random()
-        self.clock = clock
         # Closed loop (issue 4): the prober picks the pulse form and reads the drawer sensor.
         self.kick_for = kick_for or (lambda p: choose_kick(p, None))
         self.read_drawer = read_drawer
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self.clock = clock
         self._tg: asyncio.TaskGroup | None = None
         # Final in the ledger but their ack waits for the sensor read: not to be resent.
         self.sensing_ids: set[str] = set()
@@ -119,9 +105,10 @@ class Dispatcher:
         self._idle.clear()
         self.queues[job.printer_id].queue.put_nowait(job)
 
-    def lock_for(self, printer_id: str) -> asyncio.Lock:
-        """The lock held while anyone talks to this printer (pulses, health, probes)."""
-        return self.queues[printer_id].lock
+    def queued(self, printer_id: str) -> int:
+        """Jobs waiting in one printer's lane."""
+        pq = self.queues.get(printer_id)
+        return 0 if pq is None else pq.queue.qsize()
 
     def pending(self) -> int:
         """Jobs queued or in progress."""
@@ -201,78 +188,94 @@ class Dispatcher:
             log.error("event %s %s but not recorded: %s", job.event_id, outcome.status.value, exc)
 
     async def _deliver(self, job: Job) -> Outcome:
+        """Walk one job through the kick table until it is final."""
         printer = self.printers[job.printer_id]
         kick = self.kick_for(printer)
-        payload = kick.payload
-        quiet = self._quiet[job.printer_id]
-        attempts = 0
-        last_error = "deadline passed while queued behind other events"
+        step = lifecycle.next_step(
+            Track(Phase.PENDING, job.deadline), lifecycle.Due(), self.clock()
+        )
+        sent_at: float | None = None
         while True:
-            now = self.clock()
-            timeout = attempt_timeout(self.settings.connect_timeout_s, now, job.deadline)
-            if timeout is None:
-                status = AckStatus.FAILED if attempts else AckStatus.EXPIRED
-                return Outcome(job, status, attempts, detail=last_error)
-            address = self.resolve(job.printer_id)
-            if address is None:
-                last_error = "printer address unknown (waiting for discovery to find it)"
-            else:
-                attempts += 1
+            track, action = step.track, step.action
+            if isinstance(action, lifecycle.Finish):
+                opened = action.status is AckStatus.OPENED
+                return Outcome(
+                    job,
+                    action.status,
+                    track.attempts,
+                    sent_at=sent_at if opened else None,
+                    detail=action.detail,
+                    realtime=opened and kick.realtime,
+                )
+            if isinstance(action, lifecycle.RetryAt):
+                await asyncio.sleep(max(0.0, action.at - self.clock()))
+                step = lifecycle.next_step(track, lifecycle.Due(), self.clock())
+            elif isinstance(action, lifecycle.Connect):
+                step, sent_at = await self._attempt(job, printer, kick, track)
+            else:  # pragma: no cover - the table gives a worker no other action
+                raise lifecycle.KickError(f"unexpected action {action!r}")
+
+    async def _attempt(
+        self, job: Job, printer: PrinterSettings, kick: Kick, track: Track
+    ) -> tuple[lifecycle.Step, float | None]:
+        """One attempt: connect, ask the table, record 'sending', write; the table's answer."""
+        quiet = self._quiet[job.printer_id]
+
+        def then(event: lifecycle.Input, on: Track = track) -> lifecycle.Step:
+            return lifecycle.next_step(on, event, self.clock())
+
+        address = self.resolve(job.printer_id)
+        if address is None:
+            reason = "printer address unknown (waiting for discovery to find it)"
+            return then(lifecycle.NoAddress(reason, self._retry_at(track))), None
+        timeout = attempt_timeout(self.settings.connect_timeout_s, self.clock(), job.deadline)
+        if timeout is None:
+            return then(lifecycle.Connected()), None  # the table finishes it: no time left
+        try:
+            async with (
+                self.locks[job.printer_id],
+                printer_link.connect(
+                    address[0],
+                    address[1],
+                    connect_timeout=timeout,
+                    write_timeout=self.settings.write_timeout_s,
+                ) as session,
+            ):
+                step = then(lifecycle.Connected())
+                if not isinstance(step.action, lifecycle.Write):
+                    return step, None  # the deadline passed while connecting
                 try:
-                    self.ledger.mark_sending(job.event_id, attempts)
-                except LedgerError as exc:
                     # Without the record a crash could resend it: never pulse unrecorded.
-                    return Outcome(
-                        job,
-                        AckStatus.FAILED,
-                        attempts - 1,
-                        detail=f"not sent: ledger unwritable ({exc})",
-                    )
+                    self.ledger.mark_sending(job.event_id, track.attempts)
+                except LedgerError as exc:
+                    return then(lifecycle.NotRecorded(str(exc))), None
                 try:
-                    async with self.queues[job.printer_id].lock:
-                        sent = await printer_link.send(
-                            address[0],
-                            address[1],
-                            payload,
-                            connect_timeout=timeout,
-                            write_timeout=self.settings.write_timeout_s,
-                            confirm=self._confirm(printer),
-                        )
+                    sent = await session.kick(kick.payload, self._confirm(printer))
                 except printer_link.DeliveryUncertain as exc:
                     quiet.warning("printer %s: %s", job.printer_id, exc.reason)
-                    return Outcome(
-                        job,
-                        AckStatus.FAILED,
-                        attempts,
-                        detail=(
-                            f"delivery uncertain: {exc.reason}; not retried so the drawer "
-                            "cannot open twice"
-                        ),
-                    )
+                    return then(lifecycle.Uncertain(exc.reason), step.track), None
                 except PrinterUnreachable as exc:
+                    reason = f"{exc.host}:{exc.port}: {exc.reason}"
+                    quiet.warning("printer %s: %s", job.printer_id, reason)
                     with contextlib.suppress(LedgerError):
-                        # Left 'sending': a restart then fails it rather than resend it.
+                        # The printer never read it: back to 'pending', so a restart may
+                        # resume it (left 'sending', a restart fails it rather than resend).
                         self.ledger.mark_not_sent(job.event_id)
-                    last_error = f"{exc.host}:{exc.port}: {exc.reason}"
-                    quiet.warning("printer %s: %s", job.printer_id, last_error)
-                else:
-                    quiet.recovered("printer %s: reachable again", job.printer_id)
-                    notes = [REALTIME_DETAIL if kick.realtime else "", sent.note]
-                    return Outcome(
-                        job,
-                        AckStatus.OPENED,
-                        attempts,
-                        sent_at=sent.written_at,
-                        realtime=kick.realtime,
-                        detail="; ".join(n for n in notes if n),
-                    )
-            at = next_attempt_at(
-                self.backoff, max(1, attempts), self.clock(), job.deadline, self.rng
-            )
-            if at is None:
-                status = AckStatus.FAILED if attempts else AckStatus.EXPIRED
-                return Outcome(job, status, attempts, detail=f"until the deadline: {last_error}")
-            await asyncio.sleep(at - self.clock())
+                    retry_at = self._retry_at(step.track)
+                    return then(lifecycle.NotRead(reason, retry_at), step.track), None
+        except PrinterUnreachable as exc:
+            reason = f"{exc.host}:{exc.port}: {exc.reason}"
+            quiet.warning("printer %s: %s", job.printer_id, reason)
+            return then(lifecycle.NotConnected(reason, self._retry_at(track))), None
+        quiet.recovered("printer %s: reachable again", job.printer_id)
+        notes = [REALTIME_DETAIL if kick.realtime else "", sent.note]
+        delivered = lifecycle.Delivered("; ".join(n for n in notes if n))
+        return then(delivered, step.track), sent.written_at
+
+    def _retry_at(self, track: Track) -> float | None:
+        return next_attempt_at(
+            self.backoff, max(1, track.attempts), self.clock(), track.deadline, self.rng
+        )
 
     def _confirm(self, printer: PrinterSettings) -> printer_link.Confirm | None:
         if not printer.confirm:

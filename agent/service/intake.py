@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
+from agent.core import kick as lifecycle
 from agent.core.acks import Ack, AckStatus
+from agent.core.admission import Refused, Ticket
 from agent.core.errors import BrokerError, LedgerError, Redeliver
 from agent.core.events import (
     MAX_PAYLOAD_BYTES,
@@ -18,14 +20,14 @@ from agent.core.events import (
     event_id_hint,
     validate_event,
 )
+from agent.core.kick import Outcome
 from agent.core.policy import Policy, Verdict, decide
-from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import Settings
 from agent.core.topics import Topics
 from agent.io import signing
 from agent.io.ledger import Ledger
 from agent.io.mqtt_link import Incoming, MqttLink
-from agent.service.dispatcher import Dispatcher, Job, Outcome
+from agent.service.admission import Admission, Duplicate, Queued
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +93,7 @@ class AckPublisher:
         for row in rows:
             if row.event_id in self.queued_ids or row.event_id in skip:
                 continue
-            self.put(
-                Ack(
-                    event_id=row.event_id,
-                    status=AckStatus(row.status or "failed"),
-                    terminal_id=row.terminal_id,
-                    printer_id=row.printer_id,
-                    attempts=row.attempts,
-                    latency_ms=row.latency_ms,
-                    detail=row.detail,
-                    drawer_open=row.drawer_open,
-                )
-            )
+            self.put(row.ack())
 
     async def _publish(self, ack: Ack) -> None:
         if ack.event_id is not None:
@@ -125,57 +116,32 @@ class AckPublisher:
                 log.error("ack for %s sent but not recorded: %s", ack.event_id, exc)
 
 
-class Intake:
-    """Validates, decides, records and dispatches each message, strictly in arrival order."""
+class Reporter:
+    """Every final status: counted, logged, and acked when the event came over MQTT."""
 
     def __init__(
         self,
-        settings: Settings,
-        ledger: Ledger,
-        dispatcher: Dispatcher,
         acks: AckPublisher,
-        link: MqttLink,
-        keyring: signing.KeyRing | None = None,
-        clock: Callable[[], float] = time.time,
+        on_final: Callable[[str | None, AckStatus], None] | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self.dispatcher = dispatcher
         self.acks = acks
-        self.link = link
-        self.keyring = keyring
-        self.clock = clock
-        self.policy = Policy(
-            terminals=settings.terminals,
-            open_on=settings.policy.open_on,
-            sale_payment_methods=settings.policy.sale_payment_methods,
-            max_age_s=settings.security.max_age_s,
-            max_clock_skew_s=settings.security.max_clock_skew_s,
-        )
-        self.limiter = PulseRateLimiter(settings.security.max_pulses_per_minute)
         self.statuses: dict[str, int] = {}
-        # Metrics hook (issue 4): called with (event_id, status) for every final status.
-        self.on_final: Callable[[str | None, AckStatus], None] | None = None
+        # Metrics hooks (issue 4): each final status, and each job's outcome.
+        self._on_final = on_final
+        self._on_outcome = on_outcome
 
-    async def handle(self, msg: Incoming) -> None:
-        """Handle one message; the PUBACK goes out once the ledger has what it needs."""
-        now = self.clock()
-        try:
-            ack = self._process(msg, now)
-        except LedgerError as exc:
-            # No PUBACK and no pulse: the broker keeps the message and sends it again
-            # after the reconnect this triggers; /readyz reports the ledger meanwhile.
-            log.error("ledger error, message left with the broker: %s", exc)
-            raise Redeliver(str(exc)) from None
-        self.link.ack(msg)
-        if ack is not None:
-            self._count(ack.status, ack.event_id)
-            self.acks.put(ack)
+    def ack(self, ack: Ack) -> None:
+        """An ack decided at intake (rejected, duplicate, ignored, unmapped, expired)."""
+        self.count(ack.status, ack.event_id)
+        self.acks.put(ack)
 
-    async def on_outcome(self, outcome: Outcome) -> None:
-        """A job finished: publish its ack."""
+    async def outcome(self, outcome: Outcome) -> None:
+        """A job finished: count it, log it, publish its ack."""
         job = outcome.job
-        self._count(outcome.status, job.event_id)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        self.count(outcome.status, job.event_id)
         log.info(
             "event %s %s",
             job.event_id,
@@ -204,6 +170,55 @@ class Intake:
                 )
             )
 
+    def count(self, status: AckStatus, event_id: str | None) -> None:
+        """Count one final status."""
+        self.statuses[status.value] = self.statuses.get(status.value, 0) + 1
+        if self._on_final is not None:
+            self._on_final(event_id, status)
+
+
+class Intake:
+    """Validates, decides, records and dispatches each message, strictly in arrival order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        admission: Admission,
+        reporter: Reporter,
+        link: MqttLink,
+        keyring: signing.KeyRing | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.admission = admission
+        self.reporter = reporter
+        self.link = link
+        self.keyring = keyring
+        self.clock = clock
+        self.policy = Policy(
+            terminals=settings.terminals,
+            open_on=settings.policy.open_on,
+            sale_payment_methods=settings.policy.sale_payment_methods,
+            max_age_s=settings.security.max_age_s,
+            max_clock_skew_s=settings.security.max_clock_skew_s,
+        )
+
+    async def handle(self, msg: Incoming) -> None:
+        """Handle one message; the PUBACK goes out once the ledger has what it needs."""
+        now = self.clock()
+        try:
+            ack = self._process(msg, now)
+        except LedgerError as exc:
+            # No PUBACK and no pulse: the broker keeps the message and sends it again
+            # after the reconnect this triggers; /readyz reports the ledger meanwhile.
+            log.error("ledger error, message left with the broker: %s", exc)
+            raise Redeliver(str(exc)) from None
+        self.link.ack(msg)
+        if ack is not None:
+            self.reporter.ack(ack)
+
     def _process(self, msg: Incoming, now: float) -> Ack | None:
         if msg.retain:
             return self._reject(
@@ -229,30 +244,27 @@ class Intake:
             return self._reject(msg, now, decision.reason, event.event_id, event)
         if decision.verdict is Verdict.OPEN:
             assert decision.printer_id is not None
-            if not self.dispatcher.has_room(decision.printer_id):
-                return self._reject(
-                    msg,
-                    now,
-                    f"queue_full: printer {decision.printer_id} has too many pending pulses",
-                    event.event_id,
-                    event,
-                )
-            existing = self.ledger.get(event.event_id)
-            if existing is not None:
-                return self._duplicate(existing.status, existing.state, base)
             printer = self.settings.printers[decision.printer_id]
-            drawer_key = f"{printer.id}/{printer.drawer}"
-            if not self.limiter.allow(drawer_key, now):
-                return self._reject(
-                    msg,
-                    now,
-                    "rate_limited: more than "
-                    f"{self.limiter.per_minute} pulses a minute for drawer "
-                    f"{drawer_key}",
-                    event.event_id,
-                    event,
+            admitted = self.admission.open(
+                Ticket(
+                    event_id=event.event_id,
+                    type=event.type.value,
+                    terminal_id=event.terminal_id,
+                    printer_id=printer.id,
+                    drawer=printer.drawer,
+                    occurred_at=event.occurred_at,
+                    received_at=now,
+                    deadline=decision.deadline,
                 )
-        status = _VERDICT_STATUS.get(decision.verdict)
+            )
+            if isinstance(admitted, Queued):
+                return None
+            if isinstance(admitted, Duplicate):
+                return replace(base, status=AckStatus.DUPLICATE, detail=admitted.detail)
+            assert isinstance(admitted, Refused)
+            return self._reject(msg, now, admitted.reason, event.event_id, event)
+        # Decided at once (ignored, unmapped, expired): recorded final, acked now.
+        status = _VERDICT_STATUS[decision.verdict]
         existing = self.ledger.claim(
             event_id=event.event_id,
             type_=event.type.value,
@@ -261,31 +273,25 @@ class Intake:
             occurred_at=event.occurred_at,
             received_at=now,
             deadline=decision.deadline,
-            status=status.value if status else None,
+            status=status.value,
             detail=decision.reason,
         )
         if existing is not None:
-            return self._duplicate(existing.status, existing.state, base)
-        if status is not None:
-            log.info(
-                "event %s %s: %s",
-                event.event_id,
-                status.value,
-                decision.reason,
-                extra={"event_id": event.event_id, "status": status.value},
-            )
-            return replace(base, status=status, detail=decision.reason)
-        assert decision.printer_id is not None
-        self.dispatcher.submit(
-            Job(
-                event_id=event.event_id,
-                printer_id=decision.printer_id,
-                terminal_id=event.terminal_id,
-                received_at=now,
-                deadline=decision.deadline,
-            )
+            seen = self.admission.known(event.event_id)
+            assert seen is not None
+            return replace(base, status=AckStatus.DUPLICATE, detail=seen.detail)
+        step = lifecycle.next_step(
+            lifecycle.received(decision.deadline), lifecycle.Claimed(status, decision.reason), now
         )
-        return None
+        assert isinstance(step.action, lifecycle.Finish)
+        log.info(
+            "event %s %s: %s",
+            event.event_id,
+            status.value,
+            decision.reason,
+            extra={"event_id": event.event_id, "status": status.value},
+        )
+        return replace(base, status=step.action.status, detail=step.action.detail)
 
     def _decode(self, payload: bytes, now: float) -> CashEvent:
         # Checked here too: a signed payload reaches the JWS parser before the JSON decoder.
@@ -320,13 +326,3 @@ class Intake:
             detail=reason,
             terminal_id=event.terminal_id if event else None,
         )
-
-    @staticmethod
-    def _duplicate(status: str | None, state: str, base: Ack) -> Ack:
-        first = status if state == "final" else "in progress"
-        return replace(base, status=AckStatus.DUPLICATE, detail=f"already handled: {first}")
-
-    def _count(self, status: AckStatus, event_id: str | None) -> None:
-        self.statuses[status.value] = self.statuses.get(status.value, 0) + 1
-        if self.on_final is not None:
-            self.on_final(event_id, status)

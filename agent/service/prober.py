@@ -35,7 +35,7 @@ from agent.io.logs import QuietLog
 
 if TYPE_CHECKING:
     from agent.io.metrics import Metrics
-    from agent.service.dispatcher import Address, Dispatcher
+    from agent.service.dispatcher import Address, Locks
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +117,19 @@ class Prober:
         self,
         printers: Mapping[str, PrinterSettings],
         settings: HealthSettings,
-        dispatcher: Dispatcher,
         link: Publisher,
         topics: Topics,
         *,
+        locks: Locks,
+        resolve: Callable[[str], Address | None],
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.printers = printers
         self.settings = settings
-        self.dispatcher = dispatcher
+        self.locks = locks
+        self.resolve = resolve
         self.link = link
         self.topics = topics
         self.metrics = metrics
@@ -177,7 +179,7 @@ class Prober:
     async def probe(self, printer_id: str) -> PrinterHealth:
         """Probe one printer now (under its lock), update its health, publish what changed."""
         printer = self.printers[printer_id]
-        address: Address | None = self.dispatcher.resolve(printer_id)
+        address: Address | None = self.resolve(printer_id)
         previous = self.health[printer_id]
         if address is None:
             current = health.unreachable(
@@ -185,7 +187,7 @@ class Prober:
             )
         else:
             host, port = address
-            async with self.dispatcher.lock_for(printer_id):
+            async with self.locks[printer_id]:
                 started = time.perf_counter()
                 partial = self._partial[printer_id]
                 only_first = partial is not None and partial % FULL_STATUS_EVERY != 0

@@ -96,7 +96,7 @@ async def test_a_broker_restart_mid_publish_gives_one_pulse_and_one_opened(
         ("duplicate", "already handled: opened"),
     }
     assert len(front.pulses) == 1
-    assert agent.intake.statuses.get("opened") == 1
+    assert agent.reporter.statuses.get("opened") == 1
 
 
 async def test_no_agent_means_no_ack_not_a_hang(mosquitto):

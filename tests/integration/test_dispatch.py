@@ -7,10 +7,11 @@ import pytest
 
 from agent.core.acks import AckStatus
 from agent.core.commands import CommandSet
+from agent.core.kick import Job
 from agent.core.settings import DispatchSettings, PrinterSettings
 from agent.devtools.emulator import Behaviour, VirtualPrinterServer
 from agent.io.ledger import Ledger
-from agent.service.dispatcher import Dispatcher, Job
+from agent.service.dispatcher import Dispatcher
 from tests.conftest import free_port
 
 

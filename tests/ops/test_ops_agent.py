@@ -262,9 +262,16 @@ async def test_kick_needs_the_token_and_shows_in_the_audit_trail(tmp_path, mosqu
             async with http.post(f"{url}/api/printers/nope/kick", headers=AUTH) as r:
                 assert r.status == 404
             async with http.post(f"{url}/api/printers/p1/kick", headers=AUTH) as r:
-                assert r.status == 202
-                event_id = (await r.json())["event_id"]
+                assert r.status == 200
+                answer = await r.json()
+                event_id = answer["event_id"]
+            # The answer waits for the outcome, with the sensor reading (PROTOCOLS §2.1 bit 2).
+            assert (answer["status"], answer["drawer_open"]) == ("opened", False)
             [pulse] = await vp.wait_for_pulses(1)
+            async with http.post(f"{url}/api/printers/p1/kick?wait=false", headers=AUTH) as r:
+                assert r.status == 202
+                assert (await r.json())["status"] == "queued"
+            await vp.wait_for_pulses(2)
             assert (pulse.drawer, pulse.realtime) == (1, False)
 
             async def kicked():
@@ -331,7 +338,7 @@ async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosqui
                 what="paper out seen",
             )
             for pid in ("rt", "plain"):
-                async with http.post(f"{url}/api/printers/{pid}/kick") as r:
+                async with http.post(f"{url}/api/printers/{pid}/kick?wait=false") as r:
                     assert r.status == 202
             [rt_pulse] = await rt.wait_for_pulses(1)
             assert rt_pulse.realtime is True  # DLE DC4 1 m t (PROTOCOLS §1.2)
