@@ -329,8 +329,33 @@ def user_tables() -> frozenset[tuple[str, ...]]:
     return frozenset(table_paths(Settings))
 
 
-def validate(raw: Mapping[str, object], read_file: Callable[[str], bytes]) -> Settings:
-    """Validate a raw config mapping; `read_file` reads secret and key files."""
+# Parses every verification key (security.keys, security.public_keys) the way the agent
+# will use it; raises ValueError("security.<table>.<kid>: problem"). Given by the I/O shell
+# (agent.io.signing), since parsing a PEM needs the cryptography library.
+KeyCheck = Callable[[Mapping[str, bytes], Mapping[str, bytes]], object]
+
+
+def validate(
+    raw: Mapping[str, object],
+    read_file: Callable[[str], bytes],
+    check_keys: KeyCheck | None = None,
+) -> Settings:
+    """Validate a raw config mapping; `read_file` reads secret and key files.
+
+    With `check_keys`, a key that would fail at use (a bad PEM, a PEM-looking HS256
+    secret) fails here, naming its key, so `check-config` and `run` both exit 2.
+    """
+    settings = _validate(raw, read_file)
+    if check_keys is not None:
+        try:
+            check_keys(settings.security.keys, settings.security.public_keys)
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise ConfigError(key, problem or str(exc)) from None
+    return settings
+
+
+def _validate(raw: Mapping[str, object], read_file: Callable[[str], bytes]) -> Settings:
     with Section(raw, "", read_file).closing() as root:
         top = read_keys(root, Settings)
         shop_id = top["shop_id"]

@@ -29,7 +29,16 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
             raise ConfigError(str(path), f"is not valid TOML: {exc}") from None
     apply_env(raw, env or {})
     base = path.parent if path is not None else Path.cwd()
-    return validate(raw, lambda p: (base / p).read_bytes())
+    return validate(raw, lambda p: (base / p).read_bytes(), check_keys=_check_keys)
+
+
+def _check_keys(hs256: Mapping[str, bytes], es256: Mapping[str, bytes]) -> object:
+    """Build the key ring the agent will verify with; ValueError names the key at fault."""
+    from agent.io import signing  # PyJWT and cryptography: only when keys are configured
+
+    if not hs256 and not es256:
+        return None
+    return signing.KeyRing.build(hs256, es256)
 
 
 def apply_env(raw: dict[str, object], env: Mapping[str, str]) -> None:
