@@ -266,7 +266,7 @@ async def test_kick_needs_the_token_and_shows_in_the_audit_trail(tmp_path, mosqu
                 answer = await r.json()
                 event_id = answer["event_id"]
             # The answer waits for the outcome, with the sensor reading (PROTOCOLS §2.1 bit 2).
-            assert (answer["status"], answer["drawer_open"]) == ("opened", False)
+            assert (answer["status"], answer["drawer_open"]) == ("opened", True)  # it sprang open
             [pulse] = await vp.wait_for_pulses(1)
             async with http.post(f"{url}/api/printers/p1/kick?wait=false", headers=AUTH) as r:
                 assert r.status == 202
