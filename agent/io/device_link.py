@@ -15,6 +15,11 @@ Failure classes, as for TCP:
   cancels its pending transfer), so they cannot reach the printer later and open the
   drawer late.
 
+usblp facts are from drivers/usb/class/usblp.c: a second open gets EBUSY (`usblp_open`);
+`read` is EINVAL unless the printer is bidirectional (`usblp_read`); a non-blocking writer
+must wait for poll() writable to know its transfer completed (comment above `usblp_wwait`,
+`usblp_poll`); closing kills the pending transfer (`usblp_release`, `usblp_unlink_urbs`).
+
 The device is opened for each exchange and closed after it unless `keep_open`: a device
 held open is busy for every other program (usblp allows one open at a time), and opening
 an rfcomm tty connects to the Bluetooth printer, which can take seconds.

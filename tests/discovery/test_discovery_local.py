@@ -1,7 +1,6 @@
 """This machine's USB printers (sysfs laid out in a tmp dir) and serial/Bluetooth candidates."""
 
 import json
-import os
 import subprocess
 import sys
 import tomllib
@@ -13,25 +12,10 @@ from agent.core.settings import validate
 from agent.devtools.emulator import PtyPrinter
 from discovery.core.local import render_blocks, udev_name, usb_printer
 from discovery.io.local import serial_ports, usb_printers
+from tests.sysfs_layout import make_sysfs
 
 EPSON_ID = "MFG:EPSON;CMD:ESC/POS;MDL:TM-T20III;CLS:PRINTER;DES:EPSON TM-T20III;"
 STAR_ID = "MFG:STAR;CMD:STAR;MDL:TSP143IIIU (STR_T-001);CLS:PRINTER;"
-
-
-def make_sysfs(root, printers):
-    """A sysfs subset as Linux lays it out: usbmisc/lpN/device -> the USB interface."""
-    for i, (device_id, serial) in enumerate(printers):
-        usb = root / "devices" / "pci0000:00" / "usb1" / f"1-{i + 1}"
-        interface = usb / f"1-{i + 1}:1.0"
-        interface.mkdir(parents=True)
-        if device_id is not None:
-            (interface / "ieee1284_id").write_text(device_id + "\n")
-        if serial is not None:
-            (usb / "serial").write_text(serial + "\n")
-        lp = root / "class" / "usbmisc" / f"lp{i}"
-        lp.mkdir(parents=True)
-        (lp / "device").symlink_to(os.path.relpath(interface, lp))
-    return root
 
 
 @pytest.mark.parametrize(
