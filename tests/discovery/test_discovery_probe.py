@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,9 +66,7 @@ async def test_sweep_with_identify_classifies_hosts() -> None:
         timeout_s=TIMEOUT,
     )
     async with tcp_peers(peers, port):
-        started = time.monotonic()
-        records = await sweep(cfg)
-        elapsed = time.monotonic() - started
+        records = await sweep(cfg)  # how long it takes: bench_discovery
     by_host = {r.host: r for r in records}
     # Closed ports (127.0.2.4-14) are not printers; open ones are, even when mute.
     assert sorted(by_host) == ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
@@ -87,8 +84,6 @@ async def test_sweep_with_identify_classifies_hosts() -> None:
     # The mute host got DLE EOT 1 only: no GS I without an ESC/POS status reply.
     assert bytes(silent.received) == b"\x10\x04\x01"
     assert only_allowed_queries(printer.received)
-    # Connect phase + identify phase, each bounded by one timeout per step.
-    assert elapsed < TIMEOUT * 6
 
 
 async def test_connect_only_sends_nothing() -> None:

@@ -56,7 +56,9 @@ async def test_agent_kill9_at_random_points_never_doubles_or_loses(mosquitto, tm
             async def stream() -> None:
                 t0 = time.monotonic()
                 for i, ev in enumerate(events):
-                    await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))
+                    await asyncio.sleep(
+                        max(0.0, t0 + i / RATE - time.monotonic())
+                    )  # the offered rate
                     pos.send(ev)
 
             async def killer() -> list[float]:

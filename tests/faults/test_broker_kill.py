@@ -59,7 +59,7 @@ async def test_broker_kill9_cycles_lose_and_double_nothing(mosquitto, tmp_path, 
             kills = 0
             for i, ev in enumerate(events):
                 # Steady rate: event i is due at t0 + i / RATE, whatever the broker is doing.
-                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))
+                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))  # the offered rate
                 pos.send(ev)
                 if i in KILLS_AT:
                     await asyncio.to_thread(mosquitto.kill)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from agent.devtools.emulator import VirtualPrinterServer
 from tests.faults.harness import AgentProcess, ReliablePos, event, write_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 
@@ -72,9 +72,9 @@ async def _ready(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 async def _checkpointed(db: Path, timeout: float = 10.0) -> None:
     """Wait (bounded) until the agent's checkpoint has put the schema into the file itself."""
-    async with asyncio.timeout(timeout):
-        while b"CREATE TABLE events" not in db.read_bytes()[:PAGE]:
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: b"CREATE TABLE events" in db.read_bytes()[:PAGE], timeout, "the checkpoint"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from agent.core.commands import CommandSet
 from agent.devtools.emulation import VirtualPrinter
 from agent.devtools.emulator import Behaviour, VirtualPrinterServer
 from tests.faults.harness import AgentProcess, ReliablePos, event, ledger_row, write_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 MAX_AGE_S = 30.0
@@ -82,13 +83,6 @@ async def outcome(pos: ReliablePos, ev: dict[str, Any], timeout: float = 15.0) -
     return ack
 
 
-async def poll(predicate: Any, timeout: float = 10.0) -> None:
-    """Bounded polling of something only another process changes."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def test_refusing_printer_back_within_the_deadline_opens_once(
     mosquitto, tmp_path, agent_proc
 ):
@@ -99,7 +93,9 @@ async def test_refusing_printer_back_within_the_deadline_opens_once(
         ev = event("T1")
         pos.send(ev)
         db = tmp_path / "ledger.db"
-        await poll(lambda: "'pending'" in ledger_row(db, ev["event_id"]))  # refused at least once
+        await eventually(
+            lambda: "'pending'" in ledger_row(db, ev["event_id"])
+        )  # refused at least once
         await vp.start()
         try:
             ack = await outcome(pos, ev)
@@ -140,7 +136,7 @@ async def test_resetting_printer_is_retried_and_opens_once(mosquitto, tmp_path, 
     ):
         ev = event("T1")
         pos.send(ev)
-        await poll(lambda: vp.connections >= 3)  # reset at least twice
+        await eventually(lambda: vp.connections >= 3)  # reset at least twice
         vp.behaviour = Behaviour.NORMAL
         ack = await outcome(pos, ev)
         sentinel = await outcome(pos, event("T1"))
@@ -192,9 +188,9 @@ async def test_printer_that_wakes_up_after_the_timeout_pulses_once(mosquitto, tm
         shop(mosquitto, tmp_path, agent_proc, slow.port) as pos,
     ):
         ack = await outcome(pos, event("T1"))
-        await poll(lambda: len(slow.pulses) >= 1)
+        await eventually(lambda: len(slow.pulses) >= 1)
         sentinel = await outcome(pos, event("T1"), timeout=20)
-        await poll(lambda: len(slow.pulses) >= 2)
+        await eventually(lambda: len(slow.pulses) >= 2)
     print(f"\nwedged then wakes: {ack['status']} attempts={ack['attempts']} {ack['detail']!r}")
     assert ack["attempts"] == 1  # not retried although it could not be confirmed in time
     assert sentinel["status"] == "opened"
@@ -213,9 +209,9 @@ async def test_slow_reading_printer_opens_once(mosquitto, tmp_path, agent_proc):
         ) as pos,
     ):
         ack = await outcome(pos, event("T1"))
-        await poll(lambda: len(slow.pulses) >= 1)
+        await eventually(lambda: len(slow.pulses) >= 1)
         sentinel = await outcome(pos, event("T1"))
-        await poll(lambda: len(slow.pulses) >= 2)
+        await eventually(lambda: len(slow.pulses) >= 2)
     print(f"\nslow reader: {ack['status']} attempts={ack['attempts']} {ack['detail']!r}")
     assert ack["status"] == "opened" and ack["attempts"] == 1
     assert sentinel["status"] == "opened"
@@ -227,11 +223,11 @@ async def test_printer_held_busy_by_another_client_opens_once_when_released(
 ):
     async with VirtualPrinterServer(name="p", max_sessions=1) as vp:
         _reader, holder = await asyncio.open_connection("127.0.0.1", vp.port)
-        await poll(lambda: vp.connections >= 1)
+        await eventually(lambda: vp.connections >= 1)
         async with shop(mosquitto, tmp_path, agent_proc, vp.port) as pos:
             ev = event("T1")
             pos.send(ev)
-            await poll(lambda: vp.connections >= 3)  # the agent was turned away twice
+            await eventually(lambda: vp.connections >= 3)  # the agent was turned away twice
             assert vp.pulses == []
             holder.close()
             await holder.wait_closed()

@@ -11,6 +11,7 @@ import pytest
 from agent.core.topics import Topics
 from agent.io.mqtt_link import PosClient
 from tests.conftest import free_port, make_settings, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 TOPICS = Topics("t")
@@ -197,9 +198,7 @@ async def test_broker_kill_and_restart(mosquitto, tmp_path, printers, pos):
         await send(pos, before)
         await ack_of(pos, before["event_id"])
         mosquitto.kill()
-        async with asyncio.timeout(5):
-            while agent.link.connected.is_set():
-                await asyncio.sleep(0.01)
+        await eventually(lambda: not agent.link.connected.is_set(), 5, "the link to see it")
         ready, reason = agent.ready()
         assert not ready and "broker" in reason
         mosquitto.start()
@@ -226,13 +225,11 @@ async def test_unreachable_printer_fails_at_the_deadline(mosquitto, tmp_path, pr
     )
     async with running_agent(settings):
         ev = event()
-        t0 = time.monotonic()
         await send(pos, ev)
         ack = await ack_of(pos, ev["event_id"])
-        elapsed = time.monotonic() - t0
+    # How soon after the deadline is bench_core's "refusing" scenario, not a test's assert.
     assert ack["status"] == "failed"
     assert ack["attempts"] > 1 and "refused" in ack["detail"]
-    assert elapsed < 3.0
     del shop
 
 

@@ -1,6 +1,5 @@
 """A printer that moves keeps opening its drawer: real zeroconf on loopback, real agent."""
 
-import asyncio
 import json
 import time
 import uuid
@@ -14,6 +13,7 @@ from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.mqtt_link import PosClient
 from tests.conftest import make_settings, running_agent
 from tests.discovery.discovery_peers import mdns_registrar, service_info
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 TOPICS = Topics("t")
@@ -27,12 +27,6 @@ def event():
         "terminal_id": "T1",
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-
-
-async def wait_until(predicate, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_mdns_printer_that_moves_keeps_opening(mosquitto, tmp_path):
@@ -54,7 +48,7 @@ async def test_mdns_printer_that_moves_keeps_opening(mosquitto, tmp_path):
     ):
         assert agent.dispatcher.resolve("front") is None  # match-only: unknown until seen
         await zc.async_register_service(service_info(INSTANCE, "127.0.0.1", port=first.port))
-        await wait_until(lambda: agent.dispatcher.resolve("front") == ("127.0.0.1", first.port))
+        await eventually(lambda: agent.dispatcher.resolve("front") == ("127.0.0.1", first.port))
         one = event()
         await pos.publish(TOPICS.events, json.dumps(one).encode())
         assert (await pos.wait_ack(one["event_id"]))[0]["status"] == "opened"
@@ -62,7 +56,7 @@ async def test_mdns_printer_that_moves_keeps_opening(mosquitto, tmp_path):
         # DHCP hands the printer another address: the advertisement follows, so does the agent.
         moved_at = time.time()
         await zc.async_update_service(service_info(INSTANCE, "127.0.0.2", port=second.port))
-        await wait_until(lambda: agent.dispatcher.resolve("front") == ("127.0.0.2", second.port))
+        await eventually(lambda: agent.dispatcher.resolve("front") == ("127.0.0.2", second.port))
         two = event()
         await pos.publish(TOPICS.events, json.dumps(two).encode())
         assert (await pos.wait_ack(two["event_id"]))[0]["status"] == "opened"

@@ -12,6 +12,7 @@ import time
 
 from agent.core.settings import validate
 from agent.io.mqtt_link import TCP_QUICKACK, MqttLink, PosClient, rearm_quickack
+from tests.waiting import loop_turn
 
 
 def make_link() -> MqttLink:
@@ -47,8 +48,7 @@ async def test_a_deferred_registration_for_a_reused_fd_is_dropped():
     printer_side, other = socket.socketpair()  # paho has no socket: this fd is not paho's
     try:
         client._loop.call_soon_threadsafe(loop.add_writer, printer_side.fileno(), lambda: None)
-        await asyncio.sleep(0)  # let the deferred call run
-        await asyncio.sleep(0)
+        await loop_turn()  # the deferred call has run
         assert not has_writer(loop, printer_side.fileno())
         # Anything else still goes through.
         ran = asyncio.Event()

@@ -88,24 +88,46 @@ async def test_confirmed_kick_reads_the_status_reply():
     assert len(vp.pulses) == 1
 
 
-async def test_reset_after_the_write_before_any_reply_is_retryable():
-    async def busy(reader, writer):
-        await asyncio.sleep(0.05)  # our kick is in its buffer, unread: then it aborts
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-    server = await asyncio.start_server(busy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+def peek(conn: socket.socket, size: int) -> bytes:
+    """What a non-blocking socket has received, left in its buffer."""
     try:
+        return conn.recv(size, socket.MSG_PEEK)
+    except BlockingIOError:
+        return b""
+
+
+async def test_reset_after_the_write_before_any_reply_is_retryable():
+    loop = asyncio.get_running_loop()
+    expected = KICK + ESCPOS_CONFIRM.request
+
+    async def busy(listener: socket.socket) -> None:
+        """A busy NIC: takes the connection, leaves our bytes unread, then aborts (RST)."""
+        conn, _ = await loop.sock_accept(listener)
+        with conn:
+            # Wait until the kick and the status request are in the kernel buffer, unread.
+            while len(peek(conn, len(expected))) < len(expected):
+                readable = loop.create_future()
+                loop.add_reader(conn, lambda: readable.done() or readable.set_result(None))
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(conn)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        printer = asyncio.create_task(busy(listener))
         with pytest.raises(PrinterUnreachable, match="reset before the printer read") as info:
             await printer_link.send(
-                "127.0.0.1", port, KICK, connect_timeout=1, write_timeout=1, confirm=ESCPOS_CONFIRM
+                "127.0.0.1",
+                listener.getsockname()[1],
+                KICK,
+                connect_timeout=1,
+                write_timeout=1,
+                confirm=ESCPOS_CONFIRM,
             )
-        assert not isinstance(info.value, printer_link.DeliveryUncertain)
-    finally:
-        server.close()
-        await server.wait_closed()
+        await printer
+    assert not isinstance(info.value, printer_link.DeliveryUncertain)
 
 
 async def test_silent_or_closing_printer_is_opened_but_unconfirmed():

@@ -19,6 +19,7 @@ from agent.service import app
 from tests.conftest import Mosquitto, make_settings, mosquitto_binary, running_agent
 from tests.deploy.deploy_helpers import make_certs
 from tests.security.jws_helpers import b64json, b64url, es_token, hs_token, make_keys, private_pem
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 TOPICS = Topics("t")
@@ -196,11 +197,11 @@ async def test_wrong_ca_or_password_never_connects_and_never_crashes(secure_brok
             app.run(settings, install_signals=False, started=started.set_result)
         )
         agent = await asyncio.wait_for(started, 10)
-        async with asyncio.timeout(10):
-            while agent.link.connects == 0 and not task.done():
-                await asyncio.sleep(0.05)
-                if len(getattr(agent.link, "_quiet")._seen) > 0:
-                    break
+        await eventually(
+            lambda: agent.link.connects or task.done() or agent.link._quiet._seen,
+            10,
+            "the first connect to fail",
+        )
         assert not agent.link.connected.is_set()
         assert not agent.ready()[0]
         assert not task.done()  # still running, retrying with backoff

@@ -100,7 +100,7 @@ async def run_failover(
             t0 = time.monotonic()
             killed_at = 0.0
             for i, ev in enumerate(stream):
-                await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))  # the offered rate
                 pos.send(ev)
                 if i == kill_at:
                     await asyncio.to_thread(first.kill)

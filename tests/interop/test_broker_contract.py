@@ -225,7 +225,7 @@ async def test_broker_restart_mid_stream_loses_and_doubles_nothing(target, tmp_p
             t0 = time.monotonic()
             down_s = 0.0
             for i, ev in enumerate(events):
-                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))
+                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))  # the offered rate
                 pos.send(ev)
                 if i == KILL_AT:
                     k0 = time.monotonic()

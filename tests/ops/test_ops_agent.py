@@ -1,6 +1,5 @@
 """Health you can see, end to end: real mosquitto, real virtual printers, real HTTP."""
 
-import asyncio
 import json
 import time
 import uuid
@@ -21,6 +20,7 @@ from agent.io.mqtt_link import PosClient
 from agent.io.printer_link import send
 from agent.service.prober import query_status
 from tests.conftest import make_settings, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 
@@ -43,18 +43,6 @@ def settings_for(tmp_path, mosquitto, printers, **sections):
     )
 
 
-async def until(predicate, timeout=10.0, what="condition"):
-    """Bounded polling for state owned by another peer (HTTP, a subprocess)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def payloads(pos, topic):
     return [json.loads(p) for p, _ in pos.extra_topics.get(topic, []) if p]
 
@@ -71,9 +59,9 @@ async def test_readyz_follows_the_broker_and_status_is_republished(tmp_path, mos
                     return r.status, await r.json()
 
             assert (await ready_status())[0] == 200
-            await until(lambda: _true(agent.prober.published.get("p1")), what="first status")
+            await eventually(lambda: agent.prober.published.get("p1"), what="first status")
             mosquitto.kill()
-            status, body = await until(
+            status, body = await eventually(
                 lambda: _when(ready_status(), lambda s: s[0] == 503), what="503"
             )
             assert "not connected to broker" in body["reason"]
@@ -84,7 +72,7 @@ async def test_readyz_follows_the_broker_and_status_is_republished(tmp_path, mos
             for f in (mosquitto.workdir / "data").iterdir():
                 f.unlink()
             mosquitto.start()
-            await until(
+            await eventually(
                 lambda: _when(ready_status(), lambda s: s[0] == 200),
                 timeout=20,
                 what="200 after the broker returned",
@@ -100,10 +88,6 @@ async def test_readyz_follows_the_broker_and_status_is_republished(tmp_path, mos
                 )
                 assert payloads(pos, topics.printer_status("p1"))[-1]["online"] is True
                 assert payloads(pos, topics.agent_status)[-1]["state"] == "online"
-
-
-async def _true(value):
-    return value
 
 
 async def _when(coro, check):
@@ -142,7 +126,7 @@ async def test_printer_down_and_up_flips_retained_status_only_on_change(tmp_path
             }
             assert up["last_seen"] > down["last_seen"]
             # Several probes ran, yet only the three changes were published.
-            await until(lambda: _true(agent.prober.probes >= first + 8), what="more probes")
+            await eventually(lambda: agent.prober.probes >= first + 8, what="more probes")
             assert [m["online"] for m in payloads(pos, topic)] == [True, False, True]
             # A probe never prints.
             assert vp.printer.printed == 0
@@ -159,7 +143,7 @@ async def test_drawer_sensor_closes_the_loop_and_left_open_alert_fires(tmp_path,
         ):
             await pos.watch(topics.alerts)
             await pos.watch(topics.printer_status("p1"))
-            await until(lambda: _true(agent.prober.published.get("p1")), what="first probe")
+            await eventually(lambda: agent.prober.published.get("p1"), what="first probe")
             ev = event("sale", "T1")
             await pos.publish(topics.events, json.dumps(ev).encode())
             [ack] = await pos.wait_ack(ev["event_id"])
@@ -205,7 +189,7 @@ async def test_metrics_parse_and_count(tmp_path, mosquitto):
             await pos.wait_ack(ev["event_id"])
             await pos.publish(topics.events, b"not json")
             await pos.wait_ack(None)
-            await until(lambda: _true(agent.prober.published.get("p1")), what="a probe")
+            await eventually(lambda: agent.prober.published.get("p1"), what="a probe")
             async with http.get(f"http://127.0.0.1:{agent.http_port}/metrics") as r:
                 assert r.status == 200
                 assert r.headers["Content-Type"].startswith("text/plain")
@@ -281,7 +265,7 @@ async def test_kick_needs_the_token_and_shows_in_the_audit_trail(tmp_path, mosqu
                     row for row in rows if row["event_id"] == event_id and row["state"] == "final"
                 ]
 
-            [row] = await until(kicked, what="the kick in /api/events")
+            [row] = await eventually(kicked, what="the kick in /api/events")
             assert (row["source"], row["type"], row["status"]) == (
                 "manual",
                 "manual_kick",
@@ -331,10 +315,8 @@ async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosqui
         )
         async with running_agent(settings) as agent, aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{agent.http_port}"
-            await until(
-                lambda: _true(
-                    all(agent.prober.health[p].paper is Paper.OUT for p in ("rt", "plain"))
-                ),
+            await eventually(
+                lambda: all(agent.prober.health[p].paper is Paper.OUT for p in ("rt", "plain")),
                 what="paper out seen",
             )
             for pid in ("rt", "plain"):
@@ -370,7 +352,7 @@ async def test_star_probe_reads_the_asb_and_prints_nothing():
             write_timeout=1,
         )
         await vp.wait_for_pulses(1)
-        opened = await until(lambda: _probe_open(vp.port), what="Star drawer open")
+        opened = await eventually(lambda: _probe_open(vp.port), what="Star drawer open")
         assert opened.drawer_open("high") is True
         assert vp.printer.printed == 0
 

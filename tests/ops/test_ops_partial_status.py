@@ -7,7 +7,8 @@ from agent.core.commands import CommandSet
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.service.prober import PROBE_TIMEOUT_S, query_status
 from tests.conftest import make_settings, running_agent
-from tests.ops.test_ops_agent import _retained, _true, until
+from tests.ops.test_ops_agent import _retained
+from tests.waiting import eventually
 
 
 def _probes(asked):
@@ -56,7 +57,7 @@ async def test_agent_reports_the_clone_online_and_a_mute_printer_unreachable(tmp
                 h = agent.prober.health
                 return all(h[p].checked_at is not None for p in ("clone", "mute"))
 
-            await until(both_probed, what="both printers probed")
+            await eventually(both_probed, what="both printers probed")
             clone_health, mute_health = agent.prober.health["clone"], agent.prober.health["mute"]
             assert (clone_health.reachable, clone_health.online, clone_health.paper) == (
                 True,
@@ -69,7 +70,7 @@ async def test_agent_reports_the_clone_online_and_a_mute_printer_unreachable(tmp
             assert (status["online"], status["paper"], status["last_error"]) == (True, None, None)
             # Once known, the clone is asked DLE EOT 1 alone (no wait under the printer lock),
             # while a full printer would keep getting all four (see the unit test below).
-            await until(lambda: _true(len(clone.printer.dle_eot_asked) >= 6), what="probes")
+            await eventually(lambda: len(clone.printer.dle_eot_asked) >= 6, what="probes")
             first, *later = _probes(clone.printer.dle_eot_asked)
             assert first == [1, 2, 3, 4]
             assert later and all(p == [1] for p in later)
@@ -89,8 +90,8 @@ async def test_the_full_status_is_asked_again_now_and_then(tmp_path, mosquitto, 
             tmp_path, mosquitto.port, printers, {"T1": "clone"}, health={"interval_s": 0.2}
         )
         async with running_agent(settings):
-            await until(lambda: _true(len(_probes(clone.printer.dle_eot_asked)) >= 5), what="5")
-            await until(lambda: _true(len(_probes(full.printer.dle_eot_asked)) >= 4), what="4")
+            await eventually(lambda: len(_probes(clone.printer.dle_eot_asked)) >= 5, what="5")
+            await eventually(lambda: len(_probes(full.printer.dle_eot_asked)) >= 4, what="4")
     clone_probes = [len(p) for p in _probes(clone.printer.dle_eot_asked)][:5]
     assert clone_probes == [4, 1, 1, 4, 1]  # full again every FULL_STATUS_EVERY probes
     # Negative control: a printer that answers all four is always asked all four.

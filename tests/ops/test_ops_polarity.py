@@ -13,7 +13,7 @@ from agent.devtools.demo import event
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.mqtt_link import PosClient
 from tests.conftest import make_settings, running_agent
-from tests.ops.test_ops_agent import until
+from tests.waiting import eventually
 
 
 async def _probed(agent, pid):
@@ -55,8 +55,8 @@ async def test_closed_drawer_reads_closed_by_default_and_open_after_a_kick(
             running_agent(settings) as agent,
             PosClient(settings.mqtt, topics.acks, client_id="pos") as pos,
         ):
-            closed = await until(lambda: _probed(agent, "p1"), what="first probe of p1")
-            wrong = await until(lambda: _probed(agent, "p2"), what="first probe of p2")
+            closed = await eventually(lambda: _probed(agent, "p1"), what="first probe of p1")
+            wrong = await eventually(lambda: _probed(agent, "p2"), what="first probe of p2")
             assert closed.drawer_open is False
             assert wrong.drawer_open is True
             ev = event("sale", "T1")

@@ -1,12 +1,10 @@
 """The agent as a real process: kill -9 leaves the last will; no secret reaches the logs."""
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +15,7 @@ from agent.core.topics import Topics
 from agent.devtools.emulator import VirtualPrinterServer
 from agent.io.mqtt_link import PosClient
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 
@@ -104,10 +103,7 @@ async def test_kill_9_leaves_offline_will_and_logs_hold_no_secret(tmp_path, mosq
                         assert r.status == 200
                         event_id = (await r.json())["event_id"]
                     await vp.wait_for_pulses(1)
-                    deadline = time.monotonic() + 10
-                    while not _logged(log_path, event_id):
-                        assert time.monotonic() < deadline, "no log line for the kick"
-                        await asyncio.sleep(0.05)
+                    await eventually(lambda: _logged(log_path, event_id), 10, "the kick's log line")
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(5)
                 await pos.wait_for(lambda: states()[-1] == "offline", timeout=10)
