@@ -104,6 +104,12 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+# The aiomqtt release the paho shim below (_GuardedLoop, the paho callbacks wrapped in
+# _make_client) was written against: it reaches into Client._loop and Client._client.
+# tests/unit/test_mqtt_pin.py fails when the installed or pinned aiomqtt differs.
+SHIMMED_AIOMQTT = "2.5.1"
+
+
 class _GuardedLoop:
     """The event loop as aiomqtt 2.5 sees it, refusing stale socket registrations.
 
