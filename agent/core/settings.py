@@ -30,6 +30,7 @@ from agent.core.fieldspec import (
     setting,
     table_paths,
 )
+from agent.core.hosts import is_loopback
 from agent.core.status import open_level
 from agent.core.transport import FLOW_CONTROLS, DeviceKind, check_device_path, device_kind
 from discovery.core.model import DiscoveryConfig
@@ -426,7 +427,7 @@ def _mqtt_url(sec: Section, url: str, allow_insecure: bool) -> None:
         parts.port  # noqa: B018 - urlsplit checks the port only when asked
     except ValueError:
         raise ConfigError(sec.key("url"), f"{url!r} has an invalid port") from None
-    if parts.scheme == "mqtt" and not allow_insecure and not _is_loopback(parts.hostname):
+    if parts.scheme == "mqtt" and not allow_insecure and not is_loopback(parts.hostname):
         raise ConfigError(
             sec.key("url"),
             f"plaintext MQTT to {parts.hostname} would send events and credentials in "
@@ -621,12 +622,3 @@ def _discovery(sec: Section) -> DiscoverySettings:
             return DiscoverySettings(**values)
         except ValueError as exc:
             raise ConfigError(sec.path, str(exc)) from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -110,6 +110,34 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
 SHIMMED_AIOMQTT = "2.5.1"
 
 
+def new_client(
+    settings: MqttSettings,
+    host: str,
+    port: int,
+    *,
+    identifier: str,
+    timeout: float,
+    **session: Any,
+) -> aiomqtt.Client:
+    """An aiomqtt client for one broker node: the settings' protocol, credentials and TLS,
+    TCP_NODELAY; `session` adds the agent's will, keepalive and persistent-session options."""
+    protocol = (
+        aiomqtt.ProtocolVersion.V5 if settings.protocol == 5 else aiomqtt.ProtocolVersion.V311
+    )
+    return aiomqtt.Client(
+        host,
+        port,
+        socket_options=NO_DELAY,
+        username=settings.username,
+        password=settings.password,
+        identifier=identifier,
+        protocol=protocol,
+        tls_context=tls_context(settings),
+        timeout=timeout,
+        **session,
+    )
+
+
 class _GuardedLoop:
     """The event loop as aiomqtt 2.5 sees it, refusing stale socket registrations.
 
@@ -314,27 +342,24 @@ class MqttLink:
         will = None
         if self.will is not None:
             will = aiomqtt.Will(self.will.topic, self.will.payload, qos=1, retain=True)
-        kwargs: dict[str, Any] = {}
+        session: dict[str, Any] = {}
         if s.protocol == 5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             # Without a session expiry a v5 session dies at disconnect (LIBRARIES §1.3).
             props.SessionExpiryInterval = s.session_expiry_s
             props.ReceiveMaximum = RECEIVE_MAXIMUM
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
+            session.update(clean_start=False, properties=props)
         else:
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
-        client = aiomqtt.Client(
+            session.update(clean_session=False)
+        client = new_client(
+            s,
             node.host,
             node.port,
-            socket_options=NO_DELAY,
-            username=s.username,
-            password=s.password,
             identifier=s.client_id,
+            timeout=CONNECT_TIMEOUT_S if len(self.nodes) == 1 else FAILOVER_CONNECT_TIMEOUT_S,
             will=will,
             keepalive=s.keepalive_s,
-            timeout=CONNECT_TIMEOUT_S if len(self.nodes) == 1 else FAILOVER_CONNECT_TIMEOUT_S,
-            tls_context=tls_context(s),
-            **kwargs,
+            **session,
         )
         # aiomqtt warns past 10 publishes awaiting PUBACK; acks and retained statuses after
         # a reconnect legitimately exceed that, and a warning per publish floods the log.
@@ -415,19 +440,7 @@ class PosClient:
 
     async def __aenter__(self) -> PosClient:
         s = self.settings
-        tls = tls_context(s)
-        protocol = aiomqtt.ProtocolVersion.V5 if s.protocol == 5 else aiomqtt.ProtocolVersion.V311
-        self._client = aiomqtt.Client(
-            s.host,
-            s.port,
-            socket_options=NO_DELAY,
-            username=s.username,
-            password=s.password,
-            identifier=self.client_id,
-            protocol=protocol,
-            tls_context=tls,
-            timeout=10,
-        )
+        self._client = new_client(s, s.host, s.port, identifier=self.client_id, timeout=10)
         try:
             await self._client.__aenter__()
             await self._client.subscribe(self.ack_topic, qos=1)
