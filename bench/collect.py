@@ -13,7 +13,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
-ORDER = ("core.md", "capture.md", "soak.md", "discovery.md", "health.md", "failover.md")
+ORDER = (
+    "core.md",
+    "capture.md",
+    "soak.md",
+    "discovery.md",
+    "health.md",
+    "failover.md",
+    "fleet.md",
+)
 
 
 def main() -> None:
