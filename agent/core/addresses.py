@@ -35,6 +35,20 @@ class AddressBook:
             pid: (p.host, p.port) for pid, p in printers.items() if p.host is not None
         }
 
+    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
+        """A mapping change: fixed hosts as configured; a followed printer keeps where it was
+        seen while its identity `match` is unchanged."""
+        current: dict[str, Address] = {}
+        for pid, p in printers.items():
+            old = self.printers.get(pid)
+            seen = self._current.get(pid)
+            if p.match is not None and old is not None and old.match == p.match and seen:
+                current[pid] = seen
+            elif p.host is not None:
+                current[pid] = (p.host, p.port)
+        self.printers = printers
+        self._current = current
+
     def address(self, printer_id: str) -> Address | None:
         """Where to send pulses for this printer now; None until a match-only one is found."""
         return self._current.get(printer_id)

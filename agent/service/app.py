@@ -17,12 +17,14 @@ from agent.core import kick as lifecycle
 from agent.core.addresses import AddressBook
 from agent.core.errors import BrokerError, LedgerError
 from agent.core.kick import Outcome
+from agent.core.mapping import RuntimeMapping
 from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import Settings
 from agent.core.topics import Topics
 from agent.io import signing
 from agent.io.http_api import HttpServer
 from agent.io.ledger import Ledger
+from agent.io.mapping_store import LiveMapping, MappingStore
 from agent.io.metrics import Metrics
 from agent.io.mqtt_link import LastWill, MqttLink
 from agent.service.admission import Admission
@@ -62,6 +64,7 @@ class Agent:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     http_port: int = 0
     discovery: DiscoveryService | None = None
+    mapping: LiveMapping | None = None
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -85,7 +88,10 @@ async def run(
     """Run until SIGTERM/SIGINT (or `agent.stopping` is set); return the exit code."""
     topics = Topics(settings.shop_id)
     keyring = build_keyring(settings)
-    with Ledger.open(settings.state.path, background_checkpoints=True) as ledger:
+    with (
+        Ledger.open(settings.state.path, background_checkpoints=True) as ledger,
+        contextlib.ExitStack() as stack_store,
+    ):
         # Every part gets its collaborators here, at construction, in dependency order.
         link = MqttLink(
             settings.mqtt,
@@ -158,7 +164,24 @@ async def run(
             locks,
             view,
         )
-        recover(ledger, settings, dispatcher)
+        # The runtime mapping (issue 10): the file's printers and tills with the console's
+        # and POS's overrides on top; each change applies to the next event, no restart.
+        store = stack_store.enter_context(MappingStore.open(ledger.path))
+        mapping = LiveMapping.load(store, settings.printers, settings.terminals)
+
+        def apply_mapping(current: RuntimeMapping, _change: object = None) -> None:
+            printers, terminals = current.printer_settings(), current.terminal_map()
+            book.update(printers)
+            dispatcher.update(printers)
+            prober.update(printers)
+            intake.update(printers, terminals)
+            kicks.update(printers)
+            view.update(printers)
+
+        apply_mapping(mapping.current)
+        mapping.subscribe(apply_mapping)
+        agent.mapping = mapping
+        recover(ledger, dispatcher)
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -284,9 +307,9 @@ async def publish_status(agent: Agent, state: str) -> None:
             version=__version__,
             started_at=agent.started_at,
             broker=agent.link.broker,
-            printers=len(agent.settings.printers),
+            printers=len(agent.dispatcher.printers),
             # Lets a fleet view subscribe to each printer's status by exact topic.
-            printer_ids=sorted(agent.settings.printers),
+            printer_ids=sorted(agent.dispatcher.printers),
         )
     try:
         await agent.link.publish(agent.topics.agent_status, json.dumps(body).encode(), retain=True)
@@ -294,12 +317,12 @@ async def publish_status(agent: Agent, state: str) -> None:
         log.debug("status %s not published: %s", state, exc)
 
 
-def recover(ledger: Ledger, settings: Settings, lane: Dispatcher) -> None:
+def recover(ledger: Ledger, lane: Dispatcher) -> None:
     """Finish what a previous run left: resume untried events, never resend a started one."""
     now = time.time()
     for row in ledger.unfinished():
         track = row.track()
-        known = row.printer_id in settings.printers
+        known = row.printer_id is not None and row.printer_id in lane.printers
         step = lifecycle.next_step(track, lifecycle.Restarted(printer_known=known), now)
         if isinstance(step.action, lifecycle.Finish):
             ledger.finish(

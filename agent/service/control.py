@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from agent.core.admission import Refused, Ticket
 from agent.core.errors import LedgerError
 from agent.core.kick import Outcome
 from agent.core.ratelimit import PulseRateLimiter
-from agent.core.settings import Settings
+from agent.core.settings import PrinterSettings, Settings
 from agent.core.views import KickAnswer
 from agent.io.ledger import Ledger
 from agent.io.metrics import Metrics
@@ -29,8 +29,13 @@ class ManualKicks:
 
     def __init__(self, settings: Settings, admission: Admission) -> None:
         self.settings = settings
+        self.printers: Mapping[str, PrinterSettings] = settings.printers
         self.admission = admission
         self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+
+    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
+        """A mapping change: test kicks go to the new printers."""
+        self.printers = printers
 
     def finished(self, outcome: Outcome) -> None:
         """A job's outcome (every job's: only manual ones are waited for)."""
@@ -40,7 +45,7 @@ class ManualKicks:
 
     async def test_kick(self, printer_id: str, origin: str, *, wait: bool) -> KickAnswer:
         """One manual pulse, recorded as such; `wait` for its final outcome and sensor."""
-        printer = self.settings.printers.get(printer_id)
+        printer = self.printers.get(printer_id)
         if printer is None:
             return KickAnswer("unknown_printer", printer_id, detail="no such printer")
         now = time.time()
@@ -104,6 +109,7 @@ class AgentView:
         discovered: Callable[[], list[dict[str, object]]] = list,
     ) -> None:
         self.settings = settings
+        self._printers: Mapping[str, PrinterSettings] = settings.printers
         self.ledger = ledger
         self._connected = connected
         self._broker = broker
@@ -111,6 +117,10 @@ class AgentView:
         self.prober = prober
         self.dispatcher = dispatcher
         self._discovered = discovered
+
+    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
+        """A mapping change: the printers shown."""
+        self._printers = printers
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -130,7 +140,7 @@ class AgentView:
     def printers(self) -> list[dict[str, object]]:
         """Configured printers with their last probed health."""
         out: list[dict[str, object]] = []
-        for pid, p in self.settings.printers.items():
+        for pid, p in self._printers.items():
             found = self.dispatcher.resolve(pid)
             out.append(
                 {
@@ -142,7 +152,7 @@ class AgentView:
                     "command_set": str(p.command_set),
                     "drawer": p.drawer,
                     "queued": self.dispatcher.queued(pid),
-                    "health": self.prober.health[pid].to_json(),
+                    "health": h.to_json() if (h := self.prober.health.get(pid)) else None,
                     "address": None if found is None else f"{found[0]}:{found[1]}",
                 }
             )

@@ -46,7 +46,9 @@ class Locks:
 class PrinterQueue:
     """A printer's queue of jobs, and what its worker is doing."""
 
-    queue: asyncio.Queue[Job]
+    # Each job with the printer's settings when it was queued: a mapping change applies to
+    # the next event, and what is queued finishes on the printer it was queued for.
+    queue: asyncio.Queue[tuple[Job, PrinterSettings]]
     busy: bool = False
     sensing: int = 0
 
@@ -73,7 +75,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.printers = printers
+        self.printers = dict(printers)
         self.ledger = ledger
         self.settings = settings
         self.on_outcome = on_outcome
@@ -88,22 +90,35 @@ class Dispatcher:
         self._tg: asyncio.TaskGroup | None = None
         # Final in the ledger but their ack waits for the sensor read: not to be resent.
         self.sensing_ids: set[str] = set()
-        self.queues = {
-            pid: PrinterQueue(asyncio.Queue(maxsize=settings.queue_size)) for pid in printers
-        }
-        self._quiet = {pid: QuietLog(log) for pid in printers}
+        self.queues: dict[str, PrinterQueue] = {}
+        self._quiet: dict[str, QuietLog] = {}
+        for pid in printers:
+            self._add_lane(pid)
         self._idle = asyncio.Event()
         self._idle.set()
 
     def has_room(self, printer_id: str) -> bool:
         """True when the printer's queue can take one more job."""
         pq = self.queues.get(printer_id)
-        return pq is not None and not pq.queue.full()
+        return printer_id in self.printers and pq is not None and not pq.queue.full()
 
     def submit(self, job: Job) -> None:
         """Queue a job; the caller checked has_room() with no await in between."""
         self._idle.clear()
-        self.queues[job.printer_id].queue.put_nowait(job)
+        self.queues[job.printer_id].queue.put_nowait((job, self.printers[job.printer_id]))
+
+    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
+        """A mapping change: new printers get a lane at once; removed ones finish their queue."""
+        self.printers = dict(printers)
+        for pid in printers:
+            if pid not in self.queues:
+                self._add_lane(pid)
+                if self._tg is not None:
+                    self._tg.create_task(self._worker(pid), name=f"dispatch[{pid}]")
+
+    def _add_lane(self, printer_id: str) -> None:
+        self.queues[printer_id] = PrinterQueue(asyncio.Queue(maxsize=self.settings.queue_size))
+        self._quiet[printer_id] = QuietLog(log)
 
     def queued(self, printer_id: str) -> int:
         """Jobs waiting in one printer's lane."""
@@ -124,16 +139,16 @@ class Dispatcher:
         """Run one worker per printer until cancelled."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            for pid in self.queues:
+            for pid in list(self.queues):
                 tg.create_task(self._worker(pid), name=f"dispatch[{pid}]")
 
     async def _worker(self, printer_id: str) -> None:
         pq = self.queues[printer_id]
         while True:
-            job = await pq.queue.get()
+            job, printer = await pq.queue.get()
             pq.busy = True
             try:
-                outcome = await self._deliver(job)
+                outcome = await self._deliver(job, printer)
                 self._record(outcome)
                 # The sensor read is best effort: skipped while more pulses wait for this printer.
                 if (
@@ -187,9 +202,8 @@ class Dispatcher:
         except LedgerError as exc:
             log.error("event %s %s but not recorded: %s", job.event_id, outcome.status.value, exc)
 
-    async def _deliver(self, job: Job) -> Outcome:
+    async def _deliver(self, job: Job, printer: PrinterSettings) -> Outcome:
         """Walk one job through the kick table until it is final."""
-        printer = self.printers[job.printer_id]
         kick = self.kick_for(printer)
         step = lifecycle.next_step(
             Track(Phase.PENDING, job.deadline), lifecycle.Due(), self.clock()
@@ -224,7 +238,13 @@ class Dispatcher:
         def then(event: lifecycle.Input, on: Track = track) -> lifecycle.Step:
             return lifecycle.next_step(on, event, self.clock())
 
-        address = self.resolve(job.printer_id)
+        # A printer followed by identity is wherever discovery last saw it; one with a fixed
+        # host is where it was when the job was queued.
+        address = (
+            (printer.host, printer.port)
+            if printer.host is not None and printer.match is None
+            else self.resolve(job.printer_id)
+        )
         if address is None:
             reason = "printer address unknown (waiting for discovery to find it)"
             return then(lifecycle.NoAddress(reason, self._retry_at(track))), None
@@ -286,5 +306,5 @@ class Dispatcher:
         return printer_link.Confirm(requests[0], printer_link.read_asb)  # ESC ACK SOH (§2.5)
 
     def _configured_address(self, printer_id: str) -> Address | None:
-        printer = self.printers[printer_id]
-        return None if printer.host is None else (printer.host, printer.port)
+        printer = self.printers.get(printer_id)
+        return None if printer is None or printer.host is None else (printer.host, printer.port)

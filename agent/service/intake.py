@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from agent.core import kick as lifecycle
@@ -22,7 +22,7 @@ from agent.core.events import (
 )
 from agent.core.kick import Outcome
 from agent.core.policy import Policy, Verdict, decide
-from agent.core.settings import Settings
+from agent.core.settings import PrinterSettings, Settings
 from agent.core.topics import Topics
 from agent.io import signing
 from agent.io.ledger import Ledger
@@ -197,6 +197,7 @@ class Intake:
         self.link = link
         self.keyring = keyring
         self.clock = clock
+        self.printers: Mapping[str, PrinterSettings] = settings.printers
         self.policy = Policy(
             terminals=settings.terminals,
             open_on=settings.policy.open_on,
@@ -204,6 +205,11 @@ class Intake:
             max_age_s=settings.security.max_age_s,
             max_clock_skew_s=settings.security.max_clock_skew_s,
         )
+
+    def update(self, printers: Mapping[str, PrinterSettings], terminals: Mapping[str, str]) -> None:
+        """A mapping change: the next message is decided on the new tills and printers."""
+        self.printers = printers
+        self.policy = replace(self.policy, terminals=terminals)
 
     async def handle(self, msg: Incoming) -> None:
         """Handle one message; the PUBACK goes out once the ledger has what it needs."""
@@ -244,7 +250,7 @@ class Intake:
             return self._reject(msg, now, decision.reason, event.event_id, event)
         if decision.verdict is Verdict.OPEN:
             assert decision.printer_id is not None
-            printer = self.settings.printers[decision.printer_id]
+            printer = self.printers[decision.printer_id]
             admitted = self.admission.open(
                 Ticket(
                     event_id=event.event_id,

@@ -126,7 +126,7 @@ class Prober:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.printers = printers
+        self.printers = dict(printers)
         self.settings = settings
         self.locks = locks
         self.resolve = resolve
@@ -145,15 +145,44 @@ class Prober:
         self._partial: dict[str, int | None] = dict.fromkeys(printers)
         self._quiet = {pid: QuietLog(log) for pid in printers}
         self._republish = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
         """Probe every printer every `interval_s`, staggered so probes do not come in bursts."""
         n = max(1, len(self.printers))
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             tg.create_task(self._republisher(), name="health.republish")
             for i, pid in enumerate(self.printers):
-                offset = self.settings.interval_s * i / n
-                tg.create_task(self._probe_forever(pid, offset), name=f"probe[{pid}]")
+                self._start(pid, self.settings.interval_s * i / n)
+
+    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
+        """A mapping change: probe new or changed printers now, stop probing removed ones."""
+        old, self.printers = self.printers, dict(printers)
+        for pid in set(old) - set(printers):
+            task = self._tasks.pop(pid, None)
+            if task is not None:
+                task.cancel()
+            for table in (self.health, self._watch, self._partial, self._quiet):
+                table.pop(pid, None)
+        for pid, printer in printers.items():
+            if old.get(pid) == printer:
+                continue
+            task = self._tasks.pop(pid, None)
+            if task is not None:
+                task.cancel()
+            self.health[pid] = health.unknown(pid, printer.host)
+            self._watch[pid] = DrawerWatch()
+            self._partial[pid] = None
+            self._quiet.setdefault(pid, QuietLog(log))
+            self._start(pid, 0.0)
+
+    def _start(self, printer_id: str, offset: float) -> None:
+        if self._tg is not None:
+            self._tasks[printer_id] = self._tg.create_task(
+                self._probe_forever(printer_id, offset), name=f"probe[{printer_id}]"
+            )
 
     def reconnected(self) -> None:
         """After a broker (re)connect: publish every printer's retained status again."""
@@ -166,6 +195,8 @@ class Prober:
 
     async def read_drawer(self, printer_id: str, written_at: float) -> bool | None:
         """Closed loop: the drawer sensor shortly after a pulse, or None when unknown."""
+        if printer_id not in self.printers:
+            return None  # removed from the mapping since its pulse
         wait = written_at + SENSOR_DELAY_S - self.clock()
         if wait > 0:
             await self.sleep(wait)
@@ -239,6 +270,8 @@ class Prober:
 
     async def _update(self, current: PrinterHealth) -> None:
         pid = current.printer_id
+        if pid not in self.printers:
+            return  # removed from the mapping while this probe ran
         self.probes += 1
         self.health[pid] = current
         quiet = self._quiet[pid]
