@@ -43,3 +43,43 @@ def suggest(interfaces: Iterable[tuple[str, int]]) -> list[str]:
             net = ipaddress.IPv4Interface(f"{ip}/{SUGGESTED_PREFIX}").network
         suggestions.setdefault(str(net), None)
     return list(suggestions)
+
+
+# The console's widest sweep: a /22 is 1022 hosts, a few seconds at the default concurrency.
+WIDEST_CONSOLE_PREFIX = 22
+
+
+def console_sweep(
+    requested: Iterable[str], configured: Iterable[str], interfaces: Iterable[tuple[str, int]]
+) -> list[str]:
+    """Subnets a console-started sweep covers: the request, else the configured subnets,
+    else this host's own private subnets narrowed to a /22; ValueError names a bad request.
+
+    A requested or configured subnet wider than a /22 is refused rather than narrowed: the
+    installer meant something else, and sweeping a part of it would hide that.
+    """
+    chosen = list(requested) or list(configured)
+    if chosen:
+        out: dict[str, None] = {}
+        for cidr in chosen:
+            try:
+                net = ipaddress.IPv4Network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IPv4 subnet such as 192.168.1.0/24") from None
+            if net.prefixlen < WIDEST_CONSOLE_PREFIX:
+                raise ValueError(f"{cidr} is wider than a /{WIDEST_CONSOLE_PREFIX}")
+            out.setdefault(str(net), None)
+        return list(out)
+    own: dict[str, None] = {}
+    for address, prefix in interfaces:
+        try:
+            iface = ipaddress.IPv4Interface(f"{address}/{prefix}")
+        except ValueError:
+            continue
+        if not any(iface.ip in net for net in RFC1918):
+            continue
+        net = iface.network
+        if net.prefixlen < WIDEST_CONSOLE_PREFIX:
+            net = ipaddress.IPv4Interface(f"{iface.ip}/{WIDEST_CONSOLE_PREFIX}").network
+        own.setdefault(str(net), None)
+    return list(own)
