@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from agent.core.errors import ConfigError
-from agent.core.fieldspec import redact
+from agent.core.fieldspec import keys_of, redact
 from agent.core.settings import PrinterSettings, validate_printer
 
 Kind = Literal["printer", "terminal"]
@@ -131,7 +131,7 @@ class PrinterEntry:
             "revision": self.revision,
             "overrides_file": self.file_table is not None,
             "table": _plain(self.table),
-            "settings": printer_table(self.settings),
+            "settings": {k: v for k, v in redact(self.settings).items() if k != "id"},
         }
 
 
@@ -173,10 +173,29 @@ Outcome = Applied | Refused
 
 
 def printer_table(settings: PrinterSettings) -> dict[str, object]:
-    """A printer's settings spelled as a `[printers.<id>]` table (unset keys left out)."""
+    """A printer's settings spelled as a `[printers.<id>]` table that validates back to them.
+
+    Unset keys are left out, and so is a key at its field default whenever the table
+    without it validates to the same settings: a key that belongs to another transport
+    (a tty's baudrate on a TCP printer) is refused when spelled out.
+    """
     spelled = redact(settings)
     spelled.pop("id", None)
-    return {k: v for k, v in spelled.items() if v is not None}
+    table = {k: v for k, v in spelled.items() if v is not None}
+    defaults = {k.name: _plain(k.default) for k in keys_of(PrinterSettings)}
+    minimal = {k: v for k, v in table.items() if k not in defaults or v != defaults[k]}
+    try:
+        again = validate_printer(settings.id, minimal)
+    except ConfigError:
+        return table
+    # A default the model overrides (pulse timings) must stay spelled out.
+    for name, value in table.items():
+        if name not in minimal and getattr(again, name) != getattr(settings, name):
+            minimal[name] = value
+    try:
+        return minimal if validate_printer(settings.id, minimal) == settings else table
+    except ConfigError:
+        return table
 
 
 def till_problem(till: object) -> str | None:
@@ -491,7 +510,7 @@ def _json_copy(table: Mapping[str, object]) -> Mapping[str, object]:
     return MappingProxyType(copied)
 
 
-def _plain(value: Mapping[str, object] | str | None) -> object:
+def _plain(value: object) -> object:
     if isinstance(value, Mapping):
         return json.loads(json.dumps(dict(value)))
     return value

@@ -333,3 +333,30 @@ def test_till_ids(till, ok):
 def test_actor_origin_is_a_runtime_one():
     with pytest.raises(ValueError, match="origin"):
         Actor("file", "someone")
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"host": "192.0.2.1", "model": "epson-tm-t20iii"},
+        {"host": "192.0.2.1", "model": "epson-tm-t20iii", "drawer": 2, "pulse_on_ms": 200},
+        {
+            "host": "192.0.2.1",
+            "model": "star-tsp143iiilan",
+            "pulse_on_ms": 100,
+            "pulse_off_ms": 500,
+        },
+        {"host": "192.0.2.1", "command_set": "escpos", "match": {"mac": "00:11:62:00:00:01"}},
+        {"device": "/dev/usb/lp0", "model": "epson-tm-t20iii"},
+        {"device": "/dev/ttyS0", "command_set": "escpos", "baudrate": 19200},
+    ],
+)
+def test_a_file_printer_spelled_as_a_table_validates_back_to_itself(table):
+    """A file entry's table is what revert, trials and the console start from."""
+    from agent.core.mapping import printer_table
+
+    s = validate_printer("p", table)
+    spelled = printer_table(s)
+    assert validate_printer("p", spelled) == s
+    # Keys of the other transport are never spelled out (they would be refused).
+    assert ("baudrate" in spelled) == ("baudrate" in table)
