@@ -60,11 +60,14 @@ class Agent:
     addresses: AddressBook
     locks: Locks
     view: AgentView
+    kicks: ManualKicks
+    mapping: LiveMapping
+    # The discovery service once started (a list, so the read model can see it appear).
+    discoveries: list[DiscoveryService]
     started_at: float = field(default_factory=time.time)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     http_port: int = 0
     discovery: DiscoveryService | None = None
-    mapping: LiveMapping | None = None
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -79,6 +82,100 @@ def build_keyring(settings: Settings) -> signing.KeyRing | None:
     return signing.KeyRing.build(sec.keys, sec.public_keys)
 
 
+def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
+    """Every part, given its collaborators at construction, in dependency order."""
+    topics = Topics(settings.shop_id)
+    link = MqttLink(
+        settings.mqtt,
+        will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
+    )
+    metrics = Metrics(
+        connected=link.connected.is_set,
+        ledger_size=ledger.count,
+        event_type=lambda eid: row.type if (row := ledger.get(eid)) else None,
+    )
+    acks = AckPublisher(link, topics, ledger)
+    book = AddressBook(settings.printers)
+    locks = Locks()
+    # Health, metrics and the closed loop (issue 4).
+    prober = Prober(
+        settings.printers,
+        settings.health,
+        link,
+        topics,
+        locks=locks,
+        resolve=book.address,
+        metrics=metrics,
+    )
+    manual: list[ManualKicks] = []
+    reporter = Reporter(
+        acks,
+        on_final=metrics.event,
+        on_outcome=lambda outcome: _outcome(metrics, manual, outcome),
+    )
+    dispatcher = Dispatcher(
+        settings.printers,
+        ledger,
+        settings.dispatch,
+        reporter.outcome,
+        locks=locks,
+        resolve=book.address,
+        kick_for=prober.kick_for,
+        # The ack then waits ~0.5 s for the sensor reading after the pulse.
+        read_drawer=prober.read_drawer if settings.health.confirm_drawer else None,
+    )
+    admission = Admission(
+        ledger, dispatcher, PulseRateLimiter(settings.security.max_pulses_per_minute)
+    )
+    intake = Intake(settings, ledger, admission, reporter, link, build_keyring(settings))
+    kicks = ManualKicks(settings, admission)
+    manual.append(kicks)
+    discovery: list[DiscoveryService] = []
+    view = AgentView(
+        settings,
+        ledger,
+        connected=link.connected.is_set,
+        broker=lambda: link.broker,
+        metrics=metrics,
+        prober=prober,
+        dispatcher=dispatcher,
+        discovered=lambda: [r.to_json() for d in discovery for r in d.snapshot()],
+    )
+    # The runtime mapping (issue 10): the file's printers and tills with the console's
+    # and POS's overrides on top; each change applies to the next event, no restart.
+    mapping = LiveMapping.load(store, settings.printers, settings.terminals)
+
+    def apply_mapping(current: RuntimeMapping, _change: object = None) -> None:
+        printers, terminals = current.printer_settings(), current.terminal_map()
+        book.update(printers)
+        dispatcher.update(printers)
+        prober.update(printers)
+        intake.update(printers, terminals)
+        kicks.update(printers)
+        view.update(printers)
+
+    apply_mapping(mapping.current)
+    mapping.subscribe(apply_mapping)
+    return Agent(
+        settings,
+        ledger,
+        link,
+        dispatcher,
+        acks,
+        intake,
+        reporter,
+        topics,
+        metrics,
+        prober,
+        book,
+        locks,
+        view,
+        kicks,
+        mapping,
+        discovery,
+    )
+
+
 async def run(
     settings: Settings,
     *,
@@ -86,160 +183,79 @@ async def run(
     started: Callable[[Agent], None] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `agent.stopping` is set); return the exit code."""
-    topics = Topics(settings.shop_id)
-    keyring = build_keyring(settings)
     with (
         Ledger.open(settings.state.path, background_checkpoints=True) as ledger,
-        contextlib.ExitStack() as stack_store,
+        MappingStore.open(ledger.path) as store,
     ):
-        # Every part gets its collaborators here, at construction, in dependency order.
-        link = MqttLink(
-            settings.mqtt,
-            will=LastWill(topics.agent_status, json.dumps({"state": "offline"}).encode()),
-        )
-        metrics = Metrics(
-            connected=link.connected.is_set,
-            ledger_size=ledger.count,
-            event_type=lambda eid: row.type if (row := ledger.get(eid)) else None,
-        )
-        acks = AckPublisher(link, topics, ledger)
-        book = AddressBook(settings.printers)
-        locks = Locks()
-        # Health, metrics and the closed loop (issue 4).
-        prober = Prober(
-            settings.printers,
-            settings.health,
-            link,
-            topics,
-            locks=locks,
-            resolve=book.address,
-            metrics=metrics,
-        )
-        manual: list[ManualKicks] = []
-        reporter = Reporter(
-            acks,
-            on_final=metrics.event,
-            on_outcome=lambda outcome: _outcome(metrics, manual, outcome),
-        )
-        dispatcher = Dispatcher(
-            settings.printers,
-            ledger,
-            settings.dispatch,
-            reporter.outcome,
-            locks=locks,
-            resolve=book.address,
-            kick_for=prober.kick_for,
-            # The ack then waits ~0.5 s for the sensor reading after the pulse.
-            read_drawer=prober.read_drawer if settings.health.confirm_drawer else None,
-        )
-        admission = Admission(
-            ledger, dispatcher, PulseRateLimiter(settings.security.max_pulses_per_minute)
-        )
-        intake = Intake(settings, ledger, admission, reporter, link, keyring)
-        kicks = ManualKicks(settings, admission)
-        manual.append(kicks)
-        discovery: list[DiscoveryService] = []
-        view = AgentView(
-            settings,
-            ledger,
-            connected=link.connected.is_set,
-            broker=lambda: link.broker,
-            metrics=metrics,
-            prober=prober,
-            dispatcher=dispatcher,
-            discovered=lambda: [r.to_json() for d in discovery for r in d.snapshot()],
-        )
-        agent = Agent(
-            settings,
-            ledger,
-            link,
-            dispatcher,
-            acks,
-            intake,
-            reporter,
-            topics,
-            metrics,
-            prober,
-            book,
-            locks,
-            view,
-        )
-        # The runtime mapping (issue 10): the file's printers and tills with the console's
-        # and POS's overrides on top; each change applies to the next event, no restart.
-        store = stack_store.enter_context(MappingStore.open(ledger.path))
-        mapping = LiveMapping.load(store, settings.printers, settings.terminals)
-
-        def apply_mapping(current: RuntimeMapping, _change: object = None) -> None:
-            printers, terminals = current.printer_settings(), current.terminal_map()
-            book.update(printers)
-            dispatcher.update(printers)
-            prober.update(printers)
-            intake.update(printers, terminals)
-            kicks.update(printers)
-            view.update(printers)
-
-        apply_mapping(mapping.current)
-        mapping.subscribe(apply_mapping)
-        agent.mapping = mapping
-        recover(ledger, dispatcher)
+        agent = wire(settings, ledger, store)
+        recover(ledger, agent.dispatcher)
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, agent.stopping.set)
-
-        async def on_connect() -> None:
-            await publish_status(agent, "online")
-            prober.reconnected()
-            await acks.resend_unacked(skip=dispatcher.sensing_ids)
-
-        async with (
-            HttpServer(settings.http, view, kicks) as http,
-            contextlib.AsyncExitStack() as stack,
-        ):
-            agent.http_port = http.port
-            if wants_discovery(settings):
-                agent.discovery = await stack.enter_async_context(
-                    DiscoveryService(
-                        settings.discovery.to_config(),
-                        store=stack.enter_context(closing(DiscoveryStore(ledger.path))),
-                        on_change=lambda new, _old: follow(book, ledger, new),
-                        guard=lambda host, port: printer_guard(book, locks, host, port),
-                    )
-                )
-                discovery.append(agent.discovery)
-                for record in agent.discovery.snapshot():
-                    follow(book, ledger, record)
-            log.info(
-                "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
-                __version__,
-                settings.shop_id,
-                len(settings.printers),
-                len(settings.terminals),
-                http.url,
-            )
-            async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(link.run(topics.events, intake.handle, on_connect), name="mqtt"),
-                    tg.create_task(dispatcher.run(), name="dispatch"),
-                    tg.create_task(acks.run(), name="acks"),
-                    tg.create_task(prober.run(), name="health"),
-                    tg.create_task(
-                        prune_forever(ledger, settings.state.retention_days), name="prune"
-                    ),
-                    tg.create_task(checkpoint_forever(ledger), name="checkpoint"),
-                    tg.create_task(watch_loop_lag(), name="loop-lag"),
-                ]
-                if started is not None:
-                    started(agent)
-                await agent.stopping.wait()
-                await shutdown(agent)
-                for task in tasks:
-                    task.cancel()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        try:
+            await _serve(agent, started)
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
     log.info("drawer-agent stopped")
     return 0
+
+
+async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
+    """HTTP, discovery and every long-lived task, until `agent.stopping` is set."""
+    settings, ledger, book = agent.settings, agent.ledger, agent.addresses
+
+    async def on_connect() -> None:
+        await publish_status(agent, "online")
+        agent.prober.reconnected()
+        await agent.acks.resend_unacked(skip=agent.dispatcher.sensing_ids)
+
+    async with (
+        HttpServer(settings.http, agent.view, agent.kicks) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        agent.http_port = http.port
+        if wants_discovery(settings):
+            agent.discovery = await stack.enter_async_context(
+                DiscoveryService(
+                    settings.discovery.to_config(),
+                    store=stack.enter_context(closing(DiscoveryStore(ledger.path))),
+                    on_change=lambda new, _old: follow(book, ledger, new),
+                    guard=lambda host, port: printer_guard(book, agent.locks, host, port),
+                )
+            )
+            agent.discoveries.append(agent.discovery)
+            for record in agent.discovery.snapshot():
+                follow(book, ledger, record)
+        log.info(
+            "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
+            __version__,
+            settings.shop_id,
+            len(agent.dispatcher.printers),
+            len(settings.terminals),
+            http.url,
+        )
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(
+                    agent.link.run(agent.topics.events, agent.intake.handle, on_connect),
+                    name="mqtt",
+                ),
+                tg.create_task(agent.dispatcher.run(), name="dispatch"),
+                tg.create_task(agent.acks.run(), name="acks"),
+                tg.create_task(agent.prober.run(), name="health"),
+                tg.create_task(prune_forever(ledger, settings.state.retention_days), name="prune"),
+                tg.create_task(checkpoint_forever(ledger), name="checkpoint"),
+                tg.create_task(watch_loop_lag(), name="loop-lag"),
+            ]
+            if started is not None:
+                started(agent)
+            await agent.stopping.wait()
+            await shutdown(agent)
+            for task in tasks:
+                task.cancel()
 
 
 def _outcome(metrics: Metrics, manual: list[ManualKicks], outcome: Outcome) -> None:
