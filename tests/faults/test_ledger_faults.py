@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 import aiohttp
@@ -141,3 +142,59 @@ async def test_corrupted_ledger_under_a_running_agent(
     assert recovered and ack["status"] == "opened" and len(vp.pulses) == 2
     assert ready_after[0] == 200
     assert expected in ready_during[1], ready_during
+
+
+async def test_ledger_write_access_revoked_under_a_running_agent(mosquitto, tmp_path, agent_proc):
+    """The kernel refuses every file write of the agent (RLIMIT_FSIZE 0: write(2) fails with
+    EFBIG, which CPython gets as an error because it ignores SIGXFSZ). Root can still write
+    through a chmod and a busy bind mount refuses a read-only remount, so this is how a
+    running agent loses its write access here; the same holds for a full disk."""
+    db = tmp_path / "ledger.db"
+    async with VirtualPrinterServer(name="p") as vp:
+        config = write_config(
+            tmp_path / "agent.toml",
+            broker_port=mosquitto.port,
+            printers={"p": vp.port},
+            terminals={"T1": "p"},
+            db=db,
+        )
+        agent = AgentProcess(config)
+        agent_proc.append(agent)
+        async with (
+            ReliablePos(mosquitto.port, "pos-revoked") as pos,
+            aiohttp.ClientSession() as http,
+        ):
+            await agent.start()
+            await pos.wait_online(set())
+            url = f"http://127.0.0.1:{await agent.http_port()}/readyz"
+            first = event("T1")
+            pos.send(first)
+            assert await pos.wait_final([first["event_id"]], 10)
+            assert agent.proc is not None
+            pid = agent.proc.pid
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
+            try:
+                mark = len(agent.lines)
+                second = event("T1")
+                pos.send(second)
+                await agent.wait_log(r"ledger error, message left with the broker", after=mark)
+                ready_during = await _ready(http, url)
+                pulses_during = len(vp.pulses)
+                acked_during = pos.final(second["event_id"])
+                alive_during = agent.proc.returncode is None
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+            recovered = await pos.wait_final([second["event_id"]], 20)
+            ack = pos.final(second["event_id"]) or {"status": "no ack"}
+            ready_after = await _ready(http, url)
+    print(
+        f"\nwrite access revoked: readyz during={ready_during} after={ready_after}; "
+        f"during: pulses={pulses_during} ack={acked_during} alive={alive_during}; "
+        f"after: {ack['status']} pulses={len(vp.pulses)}\n{agent.log(10)}"
+    )
+    assert alive_during, "the agent exited when it could no longer write its ledger"
+    assert pulses_during == 1 and acked_during is None  # no pulse without its record
+    assert ready_during[0] == 503 and "ledger" in ready_during[1], ready_during
+    assert recovered and ack["status"] == "opened" and len(vp.pulses) == 2
+    assert ready_after[0] == 200
