@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, nargs="?")
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser(
+        "pair", help="print a one-time code to log in to the console (valid 10 minutes)"
+    )
+    p.add_argument("--config", type=Path, help="TOML file (default: $DRAWER_AGENT_CONFIG)")
+    p.set_defaults(func=cmd_pair)
+
     p = sub.add_parser("kick", help="send one test pulse to a printer")
     p.add_argument("printer_id", nargs="?", help="a printer of the config file")
     p.add_argument("--config", type=Path)
@@ -246,6 +252,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate and print the effective settings, secrets redacted."""
     settings = load(args.config)
     print(json.dumps(settings.redacted(), indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    """A console pairing code: its hash goes into the agent's SQLite file, the code to stdout."""
+    import secrets
+
+    from agent.core.console_model import PAIRING_DIGITS, PAIRING_TTL_S, code_hash, spelled_code
+    from agent.io.mapping_store import MappingStore
+
+    settings = load(args.config)
+    code = "".join(secrets.choice("0123456789") for _ in range(PAIRING_DIGITS))
+    now = time.time()
+    with MappingStore.open(settings.state.path) as store:
+        store.add_pairing(code_hash(code), now + PAIRING_TTL_S, now)
+    print(f"Console pairing code: {spelled_code(code)} (works once, for 10 minutes)")
+    print(f"Open http://{settings.http.listen}/ and type it on the login page.")
     return EXIT_OK
 
 
