@@ -45,6 +45,8 @@ __all__ = [
     "looks_signed",
     "sign_es256",
     "sign_hs256",
+    "unverified_claims",
+    "verified_identity",
     "verify",
 ]
 
@@ -205,6 +207,25 @@ def verify(
     claims = _parse_claims(payload)
     _check_times(claims, now=now, leeway_s=leeway_s)
     return claims
+
+
+def verified_identity(token: bytes) -> tuple[str, bytes]:
+    """The kid and raw signature of a token `verify` accepted (for audit and replay memory)."""
+    header_segment, _payload, signature_segment = token.strip(_WHITESPACE).split(b".")
+    kid = _parse_header(_b64url_decode(header_segment, "header"))["kid"]
+    assert isinstance(kid, str)
+    return kid, _b64url_decode(signature_segment, "signature")
+
+
+def unverified_claims(token: bytes) -> dict[str, object] | None:
+    """The claims of a token that failed `verify`, to echo a correlation id only; never trusted."""
+    token = token.strip(_WHITESPACE)
+    if _shape_problem(token) is not None:
+        return None
+    try:
+        return _parse_claims(_b64url_decode(token.split(b".")[1], "payload"))
+    except SignatureError:
+        return None
 
 
 def sign_hs256(claims: Mapping[str, object], kid: str, secret: bytes) -> str:

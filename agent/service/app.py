@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, closing
 from dataclasses import dataclass, field
 
@@ -16,6 +16,7 @@ from agent import __version__
 from agent.core import kick as lifecycle
 from agent.core.addresses import AddressBook
 from agent.core.errors import BrokerError, LedgerError
+from agent.core.inventory import build_inventory
 from agent.core.kick import Outcome
 from agent.core.mapping import RuntimeMapping
 from agent.core.ratelimit import PulseRateLimiter
@@ -26,12 +27,13 @@ from agent.io.http_api import HttpServer
 from agent.io.ledger import Ledger
 from agent.io.mapping_store import LiveMapping, MappingStore
 from agent.io.metrics import Metrics
-from agent.io.mqtt_link import LastWill, MqttLink
+from agent.io.mqtt_link import Incoming, LastWill, MqttLink
 from agent.service.admission import Admission
 from agent.service.control import AgentView, ManualKicks
 from agent.service.dispatcher import Dispatcher, Locks
 from agent.service.intake import AckPublisher, Intake, Reporter
 from agent.service.prober import Prober
+from agent.service.requests import RemoteRequests
 from discovery import PrinterRecord
 from discovery.io.store import DiscoveryStore
 from discovery.service import DiscoveryService
@@ -68,6 +70,7 @@ class Agent:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     http_port: int = 0
     discovery: DiscoveryService | None = None
+    remote: RemoteRequests | None = None
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -156,7 +159,25 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
 
     apply_mapping(mapping.current)
     mapping.subscribe(apply_mapping)
-    return Agent(
+    # Remote configuration over MQTT (issue 11): requests, retained config and inventory.
+    sweeps: list[asyncio.Task[None]] = []
+    remote = RemoteRequests(
+        settings,
+        topics,
+        link,
+        mapping,
+        test_kick=lambda pid, origin: kicks.test_kick(pid, origin, wait=True),
+        keyring=build_keyring(settings),
+        inventory=lambda current: build_inventory(
+            current,
+            prober.health,
+            [r.to_json() for d in discovery for r in d.snapshot()],
+            dispatcher.resolve,
+        ),
+        start_discovery=lambda subnets: start_sweep(discovery, sweeps, subnets),
+    )
+    mapping.subscribe(remote.state_changed)
+    agent = Agent(
         settings,
         ledger,
         link,
@@ -173,7 +194,10 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         kicks,
         mapping,
         discovery,
+        remote=remote,
     )
+    remote.replays.started_at = agent.started_at
+    return agent
 
 
 async def run(
@@ -206,11 +230,20 @@ async def run(
 async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
     """HTTP, discovery and every long-lived task, until `agent.stopping` is set."""
     settings, ledger, book = agent.settings, agent.ledger, agent.addresses
+    remote = agent.remote
+    assert remote is not None
 
     async def on_connect() -> None:
         await publish_status(agent, "online")
         agent.prober.reconnected()
+        remote.reconnected()
         await agent.acks.resend_unacked(skip=agent.dispatcher.sensing_ids)
+
+    async def on_message(msg: Incoming) -> None:
+        if agent.topics.request_suffix(msg.topic) is not None:
+            await remote.handle(msg)
+        else:
+            await agent.intake.handle(msg)
 
     async with (
         HttpServer(settings.http, agent.view, agent.kicks) as http,
@@ -240,9 +273,13 @@ async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
-                    agent.link.run(agent.topics.events, agent.intake.handle, on_connect),
+                    agent.link.run(
+                        [agent.topics.events, agent.topics.requests], on_message, on_connect
+                    ),
                     name="mqtt",
                 ),
+                tg.create_task(remote.run(), name="remote"),
+                tg.create_task(remote.refresh_forever(), name="remote-state"),
                 tg.create_task(agent.dispatcher.run(), name="dispatch"),
                 tg.create_task(agent.acks.run(), name="acks"),
                 tg.create_task(agent.prober.run(), name="health"),
@@ -262,6 +299,20 @@ def _outcome(metrics: Metrics, manual: list[ManualKicks], outcome: Outcome) -> N
     metrics.outcome(outcome)
     for kicks in manual:
         kicks.finished(outcome)
+
+
+async def start_sweep(
+    discovery: list[DiscoveryService], sweeps: list[asyncio.Task[None]], subnets: Sequence[str]
+) -> bool:
+    """discovery/start over MQTT: a sweep of the configured subnets, in the background."""
+    if not discovery:
+        raise LookupError("discovery is not running")
+    if subnets:
+        raise ValueError("over MQTT the agent sweeps its configured subnets; leave subnets out")
+    if sweeps and not sweeps[-1].done():
+        return False
+    sweeps[:] = [asyncio.create_task(discovery[0].rescan(), name="discovery.remote")]
+    return True
 
 
 def wants_discovery(settings: Settings) -> bool:

@@ -1,0 +1,208 @@
+"""Requests over MQTT (issue 11) on the raw contract: real mosquitto, the real agent, virtual
+printers. Each change acts on the next event; bad input gets an error response, not a crash."""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from agent.core.topics import Topics
+from agent.io import signing
+from tests.conftest import running_agent
+from tests.integration.test_core_path import Shop, ack_of, event, pos, send
+
+__all__ = ["pos"]
+
+pytestmark = pytest.mark.broker
+TOPICS = Topics("t")
+SECRET = b"s" * 40
+
+
+def responses(pos):
+    return [json.loads(p) for p, _ in pos.extra_topics[TOPICS.response("#")]]
+
+
+async def ask(pos, name, body=None, *, raw=None, retain=False, qos=1):
+    """Publish one request; return the next response (one request in flight at a time)."""
+    if TOPICS.response("#") not in pos.extra_topics:
+        await pos.watch(TOPICS.response("#"))
+    tx = f"tx-{uuid.uuid4().hex[:8]}"
+    payload = raw if raw is not None else json.dumps({**(body or {}), "transaction": tx}).encode()
+    before = len(responses(pos))
+    await pos.publish(TOPICS.request(name), payload, retain=retain, qos=qos)
+    await pos.wait_for(lambda: len(responses(pos)) > before)
+    answer = responses(pos)[before]
+    if raw is None:
+        assert answer["transaction"] == tx
+    return answer
+
+
+def signed(claims, secret=SECRET, kid="pos-1", ttl=30):
+    now = int(time.time())
+    return signing.sign_hs256({"iat": now, "exp": now + ttl, **claims}, kid, secret).encode()
+
+
+async def test_terminals_set_acts_on_the_next_event_and_a_stale_revision_conflicts(
+    mosquitto, tmp_path, printers, pos
+):
+    front, back = printers
+    shop = Shop(mosquitto, tmp_path, front, back)
+    async with running_agent(shop.settings) as agent:
+        got = await ask(pos, "config/get")
+        assert got["status"] == "ok"
+        assert got["data"]["terminals"]["T1"]["printer_id"] == "front"
+        revision = got["data"]["terminals"]["T1"]["revision"]
+        moved = await ask(
+            pos, "terminals/set", {"terminal_id": "T1", "printer_id": "back", "revision": revision}
+        )
+        assert moved["status"] == "ok", moved
+        assert (moved["data"]["key"], moved["data"]["new"]) == ("T1", "back")
+        ev = event("sale", "T1")
+        await send(pos, ev)
+        ack = await ack_of(pos, ev["event_id"])
+        assert (ack["status"], ack["printer_id"]) == ("opened", "back")
+        # A second till editor still holding the old revision is refused, not applied.
+        stale = await ask(
+            pos, "terminals/set", {"terminal_id": "T1", "printer_id": "front", "revision": revision}
+        )
+        assert stale["status"] == "error"
+        assert stale["error"]["code"] == "conflict"
+        assert agent.mapping.current.terminal_map()["T1"] == "back"
+        audit = agent.mapping.store.changes(10)
+        assert audit[0].origin == "mqtt"
+    assert (len(front.pulses), len(back.pulses)) == (0, 1)
+
+
+async def test_printer_set_remove_and_kick(mosquitto, tmp_path, printers, pos):
+    front, back = printers
+    shop = Shop(mosquitto, tmp_path, front, back)
+    async with running_agent(shop.settings) as agent:
+        table = {"host": "127.0.0.1", "port": back.port, "model": "epson-tm-m30"}
+        added = await ask(pos, "printers/set", {"printer_id": "side", **table})
+        assert added["status"] == "ok", added
+        assert "side" in agent.mapping.current.printers
+        bad = await ask(pos, "printers/set", {"printer_id": "x", "host": "h", "drawer": 9})
+        assert (bad["status"], bad["error"]["code"]) == ("error", "invalid")
+        assert "drawer" in bad["error"]["detail"]
+        in_use = await ask(pos, "printers/remove", {"printer_id": "front"})
+        assert in_use["error"]["code"] == "in_use"
+        gone = await ask(pos, "printers/remove", {"printer_id": "side"})
+        assert gone["status"] == "ok"
+        kicked = await ask(pos, "printers/kick", {"printer_id": "front"})
+        assert kicked["status"] == "ok", kicked
+        assert kicked["data"]["status"] == "opened"
+        assert kicked["data"]["drawer_open"] is True  # the virtual drawer sprang open
+        unknown = await ask(pos, "printers/kick", {"printer_id": "nope"})
+        assert unknown["error"]["code"] == "unknown_printer"
+        nodisc = await ask(pos, "discovery/start")
+        assert nodisc["error"]["code"] == "unavailable"
+        assert "discovery" in nodisc["error"]["detail"]
+    assert len(front.pulses) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "code", "says"),
+    [
+        ("config/get", b"{not json", "malformed", "not JSON"),
+        ("config/get", b"[1]", "malformed", "JSON object"),
+        ("terminals/set", b'{"transaction": "TX", "terminal_id": "T1"}', "malformed", "printer_id"),
+        (
+            "terminals/set",
+            b'{"transaction": "TX", "terminal_id": 5, "printer_id": "a"}',
+            "malformed",
+            "terminal_id",
+        ),  # noqa: E501
+        (
+            "terminals/set",
+            b'{"transaction": "TX", "terminal_id": "T1", "printer_id": "back", "revision": "7"}',
+            "malformed",
+            "revision",
+        ),  # noqa: E501
+        (
+            "terminals/remove",
+            b'{"transaction": "TX", "terminal_id": "T1", "extra": 1}',
+            "malformed",
+            "extra",
+        ),  # noqa: E501
+        ("config/delete", b'{"transaction": "TX"}', "unknown_request", "known"),
+    ],
+)
+async def test_bad_requests_get_an_error_naming_the_problem(
+    mosquitto, tmp_path, printers, pos, name, raw, code, says
+):
+    front, back = printers
+    shop = Shop(mosquitto, tmp_path, front, back)
+    async with running_agent(shop.settings) as agent:
+        answer = await ask(pos, name, raw=raw)
+        assert answer["status"] == "error"
+        assert answer["error"]["code"] == code
+        assert says in answer["error"]["detail"]
+        # Still alive: the next event opens, the mapping is unchanged.
+        ev = event("sale", "T1")
+        await send(pos, ev)
+        assert (await ack_of(pos, ev["event_id"]))["status"] == "opened"
+        assert agent.mapping.current.revision == 0
+
+
+async def test_retained_and_qos0_requests_are_refused(mosquitto, tmp_path, printers, pos):
+    front, back = printers
+    shop = Shop(mosquitto, tmp_path, front, back)
+    await pos.watch(TOPICS.response("#"))
+    # Already on the broker when the agent subscribes: delivered with the retain flag.
+    await pos.publish(
+        TOPICS.request("terminals/remove"),
+        b'{"transaction": "r", "terminal_id": "T1"}',
+        retain=True,
+    )
+    async with running_agent(shop.settings) as agent:
+        await pos.wait_for(lambda: len(responses(pos)) == 1)
+        assert responses(pos)[0]["transaction"] == "r"
+        assert responses(pos)[0]["error"]["code"] == "retained"
+        assert "T1" in agent.mapping.current.terminal_map()
+        qos0 = await ask(pos, "terminals/remove", {"terminal_id": "T1"}, qos=0)
+        assert qos0["error"]["code"] == "qos0"
+        # Negative control: the same request, QoS 1 and not retained, is applied.
+        done = await ask(pos, "terminals/remove", {"terminal_id": "T1"})
+        assert done["status"] == "ok"
+        assert "T1" not in agent.mapping.current.terminal_map()
+    # Clear the retained request so it does not outlive the test on the broker.
+    await pos.publish(TOPICS.request("terminals/remove"), b"", retain=True)
+
+
+async def test_signed_requests_forged_unsigned_and_replayed_are_refused(
+    mosquitto, tmp_path, printers, pos
+):
+    front, back = printers
+    security = {"require_signed": True, "keys": {"pos-1": SECRET.decode()}}
+    shop = Shop(mosquitto, tmp_path, front, back, security=security)
+    async with running_agent(shop.settings) as agent:
+        body = {"terminal_id": "T1", "printer_id": "back", "transaction": "TX"}
+        unsigned = await ask(pos, "terminals/set", raw=json.dumps(body).encode())
+        assert (unsigned["error"]["code"], unsigned["error"]["detail"][:8]) == (
+            "signature",
+            "unsigned",
+        )
+        forged = await ask(pos, "terminals/set", raw=signed(body, secret=b"x" * 40))
+        assert forged["transaction"] == "TX"  # echoed for correlation, never trusted
+        assert forged["error"]["code"] == "signature"
+        assert "bad_signature" in forged["error"]["detail"]
+        assert agent.mapping.current.terminal_map()["T1"] == "front"
+        # Negative control: the right key is obeyed, and audited under its key id.
+        token = signed(body)
+        ok = await ask(pos, "terminals/set", raw=token)
+        assert ok["status"] == "ok", ok
+        assert agent.mapping.current.terminal_map()["T1"] == "back"
+        assert agent.mapping.store.changes(1)[0].who == "pos-1"
+        # The same token again, byte for byte (a client's retry), gets the first answer;
+        # the same token in other bytes is a replay and is refused.
+        again = await ask(pos, "terminals/set", raw=token)
+        assert again == ok
+        replay = await ask(pos, "terminals/set", raw=token + b"\n")
+        assert replay["error"]["code"] == "signature"
+        assert replay["error"]["detail"].startswith("replay")
+        expired = await ask(pos, "terminals/set", raw=signed(body, ttl=-60))
+        assert "expired" in expired["error"]["detail"]
+        ev = event("sale", "T1")
+        await send(pos, signed(ev))
+        assert (await ack_of(pos, ev["event_id"]))["printer_id"] == "back"
