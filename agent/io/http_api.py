@@ -16,6 +16,7 @@ from agent.core.errors import AgentError
 from agent.core.hosts import is_loopback
 from agent.core.settings import HttpSettings
 from agent.core.views import Commands, ReadModel
+from agent.io.console import Backend, ConsoleOptions, setup_console
 from agent.io.metrics import CONTENT_TYPE
 
 VIEW: web.AppKey[ReadModel] = web.AppKey("view")
@@ -36,8 +37,18 @@ KICK_STATUS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(settings: HttpSettings, view: ReadModel, commands: Commands) -> web.Application:
-    """Build the aiohttp application over a read model and a command interface."""
+def make_app(
+    settings: HttpSettings,
+    view: ReadModel,
+    commands: Commands,
+    console: Backend | None = None,
+    shop_id: str = "",
+) -> web.Application:
+    """Build the aiohttp application over a read model and a command interface.
+
+    With `console`, the installer console is served too, at `/`; its `/api/printers` and
+    test kick (with the mapping's origins and the trial variants) replace the plain ones.
+    """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[degraded])
     app[VIEW] = view
     app[COMMANDS] = commands
@@ -45,10 +56,14 @@ def make_app(settings: HttpSettings, view: ReadModel, commands: Commands) -> web
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/printers", protected(printers))
     app.router.add_get("/api/events", protected(events))
     app.router.add_get("/api/config", protected(config))
-    app.router.add_post("/api/printers/{printer_id}/kick", protected(kick))
+    if console is None:
+        app.router.add_get("/api/printers", protected(printers))
+        app.router.add_post("/api/printers/{printer_id}/kick", protected(kick))
+    else:
+        options = ConsoleOptions(settings.token, is_loopback(settings.host), shop_id)
+        setup_console(app, console, options)
     return app
 
 
@@ -147,10 +162,19 @@ def _problem(status: int, reason: str, headers: dict[str, str] | None = None) ->
 class HttpServer:
     """`async with HttpServer(settings, view, commands) as http:` serves until the block exits."""
 
-    def __init__(self, settings: HttpSettings, view: ReadModel, commands: Commands) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        view: ReadModel,
+        commands: Commands,
+        console: Backend | None = None,
+        shop_id: str = "",
+    ) -> None:
         self.settings = settings
         self.view = view
         self.commands = commands
+        self.console = console
+        self.shop_id = shop_id
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -160,7 +184,7 @@ class HttpServer:
         return f"http://{self.settings.host}:{self.port}"
 
     async def __aenter__(self) -> HttpServer:
-        app = make_app(self.settings, self.view, self.commands)
+        app = make_app(self.settings, self.view, self.commands, self.console, self.shop_id)
         self._runner, self.port = await _serve(app, self.settings.host, self.settings.port)
         return self
 

@@ -9,6 +9,7 @@ from agent.core import kick as lifecycle
 from agent.core.admission import Refused, Ticket, admit
 from agent.core.kick import Job
 from agent.core.ratelimit import PulseRateLimiter
+from agent.core.settings import PrinterSettings
 from agent.io.ledger import Ledger
 
 
@@ -19,8 +20,9 @@ class Lane(Protocol):
         """True when the printer's lane can take one more job."""
         ...
 
-    def submit(self, job: Job) -> None:
-        """Queue a job (after has_room, with no await in between)."""
+    def submit(self, job: Job, printer: PrinterSettings | None = None) -> None:
+        """Queue a job (after has_room, with no await in between); `printer` overrides the
+        saved settings for this one job."""
         ...
 
 
@@ -56,7 +58,7 @@ class Admission:
             return None
         return self._duplicate(row.track())
 
-    def open(self, ticket: Ticket) -> Admitted:
+    def open(self, ticket: Ticket, printer: PrinterSettings | None = None) -> Admitted:
         """Admit one pulse request; a LedgerError leaves nothing claimed and nothing queued."""
         seen = self.known(ticket.event_id)
         if seen is not None:
@@ -83,7 +85,7 @@ class Admission:
         )
         assert isinstance(step.action, lifecycle.Queue)
         job = ticket.job()
-        self.lane.submit(job)
+        self.lane.submit(job, printer)
         return Queued(job)
 
     def _duplicate(self, existing: lifecycle.Track) -> Duplicate:

@@ -16,6 +16,7 @@ from agent import __version__
 from agent.core import kick as lifecycle
 from agent.core.addresses import AddressBook
 from agent.core.errors import BrokerError, LedgerError
+from agent.core.hosts import is_loopback
 from agent.core.inventory import build_inventory
 from agent.core.kick import Outcome
 from agent.core.mapping import RuntimeMapping
@@ -29,6 +30,7 @@ from agent.io.mapping_store import LiveMapping, MappingStore
 from agent.io.metrics import Metrics
 from agent.io.mqtt_link import Incoming, LastWill, MqttLink
 from agent.service.admission import Admission
+from agent.service.console_backend import AgentBackend
 from agent.service.control import AgentView, ManualKicks
 from agent.service.dispatcher import Dispatcher, Locks
 from agent.service.intake import AckPublisher, Intake, Reporter
@@ -66,6 +68,7 @@ class Agent:
     mapping: LiveMapping
     # The discovery service once started (a list, so the read model can see it appear).
     discoveries: list[DiscoveryService]
+    console: AgentBackend
     started_at: float = field(default_factory=time.time)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     http_port: int = 0
@@ -159,6 +162,18 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
 
     apply_mapping(mapping.current)
     mapping.subscribe(apply_mapping)
+    console = AgentBackend(
+        settings,
+        ledger,
+        mapping,
+        view,
+        kicks,
+        prober,
+        dispatcher,
+        broker=lambda: link.broker,
+        connected=link.connected.is_set,
+        started_at=time.time(),
+    )
     # Remote configuration over MQTT (issue 11): requests, retained config and inventory.
     sweeps: list[asyncio.Task[None]] = []
     remote = RemoteRequests(
@@ -194,6 +209,7 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         kicks,
         mapping,
         discovery,
+        console,
         remote=remote,
     )
     remote.replays.started_at = agent.started_at
@@ -246,7 +262,7 @@ async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
             await agent.intake.handle(msg)
 
     async with (
-        HttpServer(settings.http, agent.view, agent.kicks) as http,
+        HttpServer(settings.http, agent.view, agent.kicks, agent.console, settings.shop_id) as http,
         contextlib.AsyncExitStack() as stack,
     ):
         agent.http_port = http.port
@@ -262,6 +278,15 @@ async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
             agent.discoveries.append(agent.discovery)
             for record in agent.discovery.snapshot():
                 follow(book, ledger, record)
+        if not is_loopback(settings.http.host):
+            log.warning(
+                "console and API listen on %s, reachable from the LAN: %s",
+                http.url,
+                "log in with the [http] token or a `drawer-agent pair` code"
+                if settings.http.token
+                else "no [http] token is set, so the API refuses every request and the "
+                "console takes only `drawer-agent pair` codes",
+            )
         log.info(
             "drawer-agent %s for shop %s: %d printers, %d terminals, http on %s",
             __version__,
@@ -291,6 +316,7 @@ async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
                 started(agent)
             await agent.stopping.wait()
             await shutdown(agent)
+            await agent.console.aclose()
             for task in tasks:
                 task.cancel()
 

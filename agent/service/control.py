@@ -43,9 +43,20 @@ class ManualKicks:
         if future is not None and not future.done():
             future.set_result(outcome)
 
-    async def test_kick(self, printer_id: str, origin: str, *, wait: bool) -> KickAnswer:
-        """One manual pulse, recorded as such; `wait` for its final outcome and sensor."""
-        printer = self.printers.get(printer_id)
+    async def test_kick(
+        self,
+        printer_id: str,
+        origin: str,
+        *,
+        wait: bool,
+        printer: PrinterSettings | None = None,
+    ) -> KickAnswer:
+        """One manual pulse, recorded as such; `wait` for its final outcome and sensor.
+
+        `printer`: settings to try instead of the saved ones (the console's "other pin").
+        """
+        saved = self.printers.get(printer_id)
+        printer = printer if saved is not None and printer is not None else saved
         if printer is None:
             return KickAnswer("unknown_printer", printer_id, detail="no such printer")
         now = time.time()
@@ -64,7 +75,7 @@ class ManualKicks:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[ticket.event_id] = future
         try:
-            admitted = self.admission.open(ticket)
+            admitted = self.admission.open(ticket, printer=printer)
         except LedgerError as exc:
             self._waiting.pop(ticket.event_id, None)
             return KickAnswer(

@@ -102,10 +102,14 @@ class Dispatcher:
         pq = self.queues.get(printer_id)
         return printer_id in self.printers and pq is not None and not pq.queue.full()
 
-    def submit(self, job: Job) -> None:
-        """Queue a job; the caller checked has_room() with no await in between."""
+    def submit(self, job: Job, printer: PrinterSettings | None = None) -> None:
+        """Queue a job; the caller checked has_room() with no await in between.
+
+        The job keeps the printer's settings of now (or `printer`, a test variant).
+        """
         self._idle.clear()
-        self.queues[job.printer_id].queue.put_nowait((job, self.printers[job.printer_id]))
+        snapshot = printer or self.printers[job.printer_id]
+        self.queues[job.printer_id].queue.put_nowait((job, snapshot))
 
     def update(self, printers: Mapping[str, PrinterSettings]) -> None:
         """A mapping change: new printers get a lane at once; removed ones finish their queue."""

@@ -252,10 +252,13 @@ async def test_kick_needs_the_token_and_shows_in_the_audit_trail(tmp_path, mosqu
             # The answer waits for the outcome, with the sensor reading (PROTOCOLS §2.1 bit 2).
             assert (answer["status"], answer["drawer_open"]) == ("opened", True)  # it sprang open
             [pulse] = await vp.wait_for_pulses(1)
-            async with http.post(f"{url}/api/printers/p1/kick?wait=false", headers=AUTH) as r:
-                assert r.status == 202
-                assert (await r.json())["status"] == "queued"
-            await vp.wait_for_pulses(2)
+            async with http.post(
+                f"{url}/api/printers/p1/kick", json={"drawer": 2}, headers=AUTH
+            ) as r:
+                assert r.status == 200
+                assert (await r.json())["status"] == "opened"
+            [_, other] = await vp.wait_for_pulses(2)
+            assert other.drawer == 2  # a trial of the other connector, not saved
             assert (pulse.drawer, pulse.realtime) == (1, False)
 
             async def kicked():
@@ -320,8 +323,8 @@ async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosqui
                 what="paper out seen",
             )
             for pid in ("rt", "plain"):
-                async with http.post(f"{url}/api/printers/{pid}/kick?wait=false") as r:
-                    assert r.status == 202
+                async with http.post(f"{url}/api/printers/{pid}/kick") as r:
+                    assert r.status == 200
             [rt_pulse] = await rt.wait_for_pulses(1)
             assert rt_pulse.realtime is True  # DLE DC4 1 m t (PROTOCOLS §1.2)
             # The plain printer (no DLE DC4) is left to the pre-kick status check's tests:
