@@ -9,8 +9,17 @@ import pytest
 
 from agent.core.topics import Topics
 from agent.io import signing
+from agent.io.mqtt_link import PosClient
 from tests.conftest import running_agent
-from tests.integration.test_core_path import Shop, ack_of, event, pos, send
+from tests.integration.test_core_path import (
+    Shop,
+    ack_of,
+    event,
+    make_settings_for_pos,
+    pos,
+    send,
+)
+from tests.waiting import eventually
 
 __all__ = ["pos"]
 
@@ -206,3 +215,77 @@ async def test_signed_requests_forged_unsigned_and_replayed_are_refused(
         ev = event("sale", "T1")
         await send(pos, signed(ev))
         assert (await ack_of(pos, ev["event_id"]))["printer_id"] == "back"
+
+
+def retained_of(pos, topic):
+    return [json.loads(p) for p, _ in pos.extra_topics[topic] if p]
+
+
+async def test_config_and_inventory_are_retained_republished_on_change_and_reconnect(
+    mosquitto, tmp_path, printers, pos
+):
+    front, back = printers
+    shop = Shop(mosquitto, tmp_path, front, back)
+    async with running_agent(shop.settings) as agent:
+        await pos.watch(TOPICS.config)
+        await pos.watch(TOPICS.inventory)
+        await pos.wait_for(
+            lambda: retained_of(pos, TOPICS.config) and retained_of(pos, TOPICS.inventory)
+        )
+        config = retained_of(pos, TOPICS.config)[-1]
+        assert config["revision"] == 0
+        assert config["terminals"]["T1"] == {
+            "till": "T1",
+            "printer_id": "front",
+            "origin": "file",
+            "revision": 0,
+            "overrides_file": False,
+        }
+        inventory = retained_of(pos, TOPICS.inventory)[-1]
+        entry = {p["printer_id"]: p for p in inventory["printers"]}["back"]
+        assert entry["brand"].startswith("Star")
+        assert entry["command_set"] == "star-line"
+        assert entry["address"] == f"127.0.0.1:{back.port}"
+        assert entry["tills"] == ["T3"] and entry["configured"] is True
+
+        # The probe's answer reaches the inventory: online, drawer closed.
+        def front_entry():
+            return {p["printer_id"]: p for p in retained_of(pos, TOPICS.inventory)[-1]["printers"]}[
+                "front"
+            ]
+
+        await pos.wait_for(lambda: front_entry()["online"] is True)
+        assert front_entry()["drawer_open"] is False
+        assert front_entry()["brand"] == "Epson"
+        # A change is republished with its revision and origin.
+        moved = await ask(pos, "terminals/set", {"terminal_id": "T1", "printer_id": "back"})
+        assert moved["status"] == "ok"
+        await pos.wait_for(lambda: retained_of(pos, TOPICS.config)[-1]["revision"] == 1)
+        assert retained_of(pos, TOPICS.config)[-1]["terminals"]["T1"]["origin"] == "mqtt"
+        # Cleared behind the agent's back: a fresh reader finds no config (negative control)...
+        await pos.publish(TOPICS.config, b"", retain=True)
+        assert await retained_config(mosquitto) is None
+        # ...until the agent's next connect, which publishes it again.
+        connects = agent.link.connects
+        mosquitto.kill()
+        mosquitto.start()
+        await eventually(lambda: agent.link.connects > connects, what="the agent's reconnect")
+        again = await eventually(lambda: retained_config(mosquitto), what="config republished")
+        assert again["revision"] == 1
+
+
+async def retained_config(mosquitto):
+    """What a fresh subscriber gets on agent/config: the retained body, or None."""
+    sentinel = f"test/sentinel/{uuid.uuid4().hex[:6]}"
+    async with PosClient(
+        make_settings_for_pos(mosquitto), TOPICS.acks, client_id=f"r-{uuid.uuid4().hex[:6]}"
+    ) as reader:
+        await reader.publish(sentinel, b"x", retain=True)
+        await reader.watch(TOPICS.config)
+        # Retained messages come in subscription order: once the sentinel's is here,
+        # the config's would have come before it.
+        await reader.watch(sentinel)
+        await reader.wait_for(lambda: reader.extra_topics[sentinel])
+        await reader.publish(sentinel, b"", retain=True)
+        got = retained_of(reader, TOPICS.config)
+    return got[-1] if got else None
