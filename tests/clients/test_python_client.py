@@ -6,7 +6,7 @@ The same scenarios run through the TypeScript client in test_typescript_client.p
 import asyncio
 
 import pytest
-from drawer_agent_client import Client, NoAck, Rejected
+from drawer_agent_client import Client, NoAck, Rejected, RequestFailed
 
 from tests.conftest import make_settings, running_agent
 
@@ -103,3 +103,62 @@ async def test_no_agent_means_no_ack_not_a_hang(mosquitto):
         with pytest.raises(NoAck) as missing:
             await c.publish({"type": "sale", "terminal_id": "T1"})
     assert missing.value.sent >= 3  # it kept re-publishing the same payload
+
+
+async def test_a_config_change_over_mqtt_takes_effect_on_the_next_event(
+    mosquitto, tmp_path, printers
+):
+    front, back = printers
+    async with (
+        running_agent(shop(tmp_path, mosquitto, front, back)),
+        Client(mosquitto.url, "t") as c,
+    ):
+        config = await c.request("config/get")
+        revision = config["terminals"]["T1"]["revision"]
+        changed = await c.request(
+            "terminals/set", {"terminal_id": "T1", "printer_id": "back", "revision": revision}
+        )
+        ack = await c.publish({"type": "sale", "terminal_id": "T1"})
+        with pytest.raises(RequestFailed) as stale:
+            await c.request(
+                "terminals/set", {"terminal_id": "T1", "printer_id": "front", "revision": revision}
+            )
+        kicked = await c.request("printers/kick", {"printer_id": "front"})
+    assert changed["revision"] == 1
+    assert (ack.status, ack.printer_id) == ("opened", "back")
+    assert stale.value.code == "conflict"
+    assert (kicked["status"], kicked["drawer_open"]) == ("opened", True)
+    assert (len(front.pulses), len(back.pulses)) == (1, 1)
+
+
+async def test_a_forged_request_is_refused(mosquitto, tmp_path, printers):
+    front, back = printers
+    async with running_agent(shop(tmp_path, mosquitto, front, back, signed=True)) as agent:
+        async with Client(mosquitto.url, "t", key_id="pos-1", key=b"x" * 40) as forger:
+            with pytest.raises(RequestFailed) as forged:
+                await forger.request("terminals/set", {"terminal_id": "T1", "printer_id": "back"})
+        assert agent.mapping.current.terminal_map()["T1"] == "front"
+        # Negative control: the real key is obeyed.
+        async with Client(mosquitto.url, "t", key_id="pos-1", key=SECRET) as c:
+            await c.request("terminals/set", {"terminal_id": "T1", "printer_id": "back"})
+        assert agent.mapping.current.terminal_map()["T1"] == "back"
+    assert forged.value.code == "signature"
+    assert "bad_signature" in forged.value.detail
+
+
+async def test_watch_gives_status_config_and_inventory(mosquitto, tmp_path, printers):
+    front, back = printers
+    async with (
+        running_agent(shop(tmp_path, mosquitto, front, back)),
+        Client(mosquitto.url, "t") as c,
+    ):
+        seen: dict[str, object] = {}
+        async with asyncio.timeout(10):
+            async for update in c.watch():
+                seen.setdefault(update.kind, update.data)
+                if {"status", "config", "inventory"} <= set(seen):
+                    break
+        assert c.latest("inventory") is not None
+    assert seen["status"]["state"] == "online"
+    assert sorted(seen["config"]["printers"]) == ["back", "front"]
+    assert {p["printer_id"] for p in seen["inventory"]["printers"]} == {"back", "front"}
