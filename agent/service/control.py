@@ -24,6 +24,24 @@ from agent.service.prober import Prober
 SENSOR_GRACE_S = 2.0
 
 
+def manual_ticket(
+    printer: PrinterSettings, now: float, max_age_s: float, source: str, detail: str
+) -> Ticket:
+    """A test pulse's ticket: its own event id, no till, recorded as a manual opening."""
+    return Ticket(
+        event_id=f"manual-{uuid.uuid4()}",
+        type="manual_kick",
+        terminal_id=None,
+        printer_id=printer.id,
+        drawer=printer.drawer,
+        occurred_at=now,
+        received_at=now,
+        deadline=now + max_age_s,
+        source=source,
+        detail=detail,
+    )
+
+
 class ManualKicks:
     """Test pulses (HTTP, console) through the one admission path; waits for the outcome."""
 
@@ -60,17 +78,12 @@ class ManualKicks:
         if printer is None:
             return KickAnswer("unknown_printer", printer_id, detail="no such printer")
         now = time.time()
-        ticket = Ticket(
-            event_id=f"manual-{uuid.uuid4()}",
-            type="manual_kick",
-            terminal_id=None,
-            printer_id=printer_id,
-            drawer=printer.drawer,
-            occurred_at=now,
-            received_at=now,
-            deadline=now + self.settings.security.max_age_s,
-            source="manual",
-            detail=f"manual test pulse ({origin})",
+        ticket = manual_ticket(
+            printer,
+            now,
+            self.settings.security.max_age_s,
+            "manual",
+            f"manual test pulse ({origin})",
         )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[ticket.event_id] = future
@@ -206,18 +219,7 @@ async def kick_once(
         lane = Dispatcher({printer_id: printer}, ledger, settings.dispatch, finished)
         limiter = PulseRateLimiter(settings.security.max_pulses_per_minute)
         admitted = Admission(ledger, lane, limiter).open(
-            Ticket(
-                event_id=f"manual-{uuid.uuid4()}",
-                type="manual_kick",
-                terminal_id=None,
-                printer_id=printer_id,
-                drawer=printer.drawer,
-                occurred_at=now,
-                received_at=now,
-                deadline=now + timeout,
-                source="cli",
-                detail="manual test pulse from the CLI",
-            )
+            manual_ticket(printer, now, timeout, "cli", "manual test pulse from the CLI")
         )
         if not isinstance(admitted, Queued):
             return admitted

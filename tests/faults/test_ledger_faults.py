@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -78,6 +81,43 @@ async def _checkpointed(db: Path, timeout: float = 10.0) -> None:
     )
 
 
+@dataclass
+class Shop:
+    """A running agent process with its virtual printer, a POS and an HTTP client."""
+
+    agent: AgentProcess
+    vp: VirtualPrinterServer
+    pos: ReliablePos
+    http: aiohttp.ClientSession
+    readyz: str
+    db: Path
+
+
+@contextlib.asynccontextmanager
+async def running_shop(mosquitto, tmp_path, agent_proc, name) -> AsyncIterator[Shop]:
+    """The agent as a process on a ledger in tmp_path, with one event already opened."""
+    db = tmp_path / "ledger.db"
+    async with VirtualPrinterServer(name="p") as vp:
+        config = write_config(
+            tmp_path / "agent.toml",
+            broker_port=mosquitto.port,
+            printers={"p": vp.port},
+            terminals={"T1": "p"},
+            db=db,
+        )
+        agent = AgentProcess(config)
+        agent_proc.append(agent)
+        async with ReliablePos(mosquitto.port, name) as pos, aiohttp.ClientSession() as http:
+            await agent.start()
+            await pos.wait_online(set())
+            url = f"http://127.0.0.1:{await agent.http_port()}/readyz"
+            first = event("T1")
+            pos.send(first)
+            assert await pos.wait_final([first["event_id"]], 10)
+            assert (pos.final(first["event_id"]) or {})["status"] == "opened"
+            yield Shop(agent, vp, pos, http, url, db)
+
+
 @pytest.mark.parametrize(
     ("keep", "expected"),
     [
@@ -91,45 +131,27 @@ async def _checkpointed(db: Path, timeout: float = 10.0) -> None:
 async def test_corrupted_ledger_under_a_running_agent(
     mosquitto, tmp_path, agent_proc, keep, expected
 ):
-    db = tmp_path / "ledger.db"
-    async with VirtualPrinterServer(name="p") as vp:
-        config = write_config(
-            tmp_path / "agent.toml",
-            broker_port=mosquitto.port,
-            printers={"p": vp.port},
-            terminals={"T1": "p"},
-            db=db,
-        )
-        agent = AgentProcess(config)
-        agent_proc.append(agent)
-        async with (
-            ReliablePos(mosquitto.port, "pos-corrupt") as pos,
-            aiohttp.ClientSession() as http,
-        ):
-            await agent.start()
-            await pos.wait_online(set())
-            url = f"http://127.0.0.1:{await agent.http_port()}/readyz"
-            first = event("T1")
-            pos.send(first)
-            assert await pos.wait_final([first["event_id"]], 10)
-            assert (pos.final(first["event_id"]) or {})["status"] == "opened"
-            ready_before = await _ready(http, url)
-            await _checkpointed(db)
-            good = _snapshot(db)
-            _corrupt(db, keep)
-            mark = len(agent.lines)
-            second = event("T1")
-            pos.send(second)
-            await agent.wait_log(r"ledger error, message left with the broker", after=mark)
-            ready_during = await _ready(http, url)
-            pulses_during = len(vp.pulses)
-            acked_during = pos.final(second["event_id"])
-            assert agent.proc is not None
-            alive_during = agent.proc.returncode is None
-            _restore(db, good)
-            recovered = await pos.wait_final([second["event_id"]], 20)
-            ack = pos.final(second["event_id"]) or {"status": "no ack"}
-            ready_after = await _ready(http, url)
+    async with running_shop(mosquitto, tmp_path, agent_proc, "pos-corrupt") as shop:
+        agent, vp, pos, http, url, db = (
+            shop.agent, shop.vp, shop.pos, shop.http, shop.readyz, shop.db
+        )  # fmt: skip
+        ready_before = await _ready(http, url)
+        await _checkpointed(db)
+        good = _snapshot(db)
+        _corrupt(db, keep)
+        mark = len(agent.lines)
+        second = event("T1")
+        pos.send(second)
+        await agent.wait_log(r"ledger error, message left with the broker", after=mark)
+        ready_during = await _ready(http, url)
+        pulses_during = len(vp.pulses)
+        acked_during = pos.final(second["event_id"])
+        assert agent.proc is not None
+        alive_during = agent.proc.returncode is None
+        _restore(db, good)
+        recovered = await pos.wait_final([second["event_id"]], 20)
+        ack = pos.final(second["event_id"]) or {"status": "no ack"}
+        ready_after = await _ready(http, url)
     print(
         f"\ncorrupt ledger: readyz before={ready_before} during={ready_during} "
         f"after={ready_after}; during: pulses={pulses_during} ack={acked_during} "
@@ -149,45 +171,26 @@ async def test_ledger_write_access_revoked_under_a_running_agent(mosquitto, tmp_
     EFBIG, which CPython gets as an error because it ignores SIGXFSZ). Root can still write
     through a chmod and a busy bind mount refuses a read-only remount, so this is how a
     running agent loses its write access here; the same holds for a full disk."""
-    db = tmp_path / "ledger.db"
-    async with VirtualPrinterServer(name="p") as vp:
-        config = write_config(
-            tmp_path / "agent.toml",
-            broker_port=mosquitto.port,
-            printers={"p": vp.port},
-            terminals={"T1": "p"},
-            db=db,
-        )
-        agent = AgentProcess(config)
-        agent_proc.append(agent)
-        async with (
-            ReliablePos(mosquitto.port, "pos-revoked") as pos,
-            aiohttp.ClientSession() as http,
-        ):
-            await agent.start()
-            await pos.wait_online(set())
-            url = f"http://127.0.0.1:{await agent.http_port()}/readyz"
-            first = event("T1")
-            pos.send(first)
-            assert await pos.wait_final([first["event_id"]], 10)
-            assert agent.proc is not None
-            pid = agent.proc.pid
-            soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
-            try:
-                mark = len(agent.lines)
-                second = event("T1")
-                pos.send(second)
-                await agent.wait_log(r"ledger error, message left with the broker", after=mark)
-                ready_during = await _ready(http, url)
-                pulses_during = len(vp.pulses)
-                acked_during = pos.final(second["event_id"])
-                alive_during = agent.proc.returncode is None
-            finally:
-                resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
-            recovered = await pos.wait_final([second["event_id"]], 20)
-            ack = pos.final(second["event_id"]) or {"status": "no ack"}
-            ready_after = await _ready(http, url)
+    async with running_shop(mosquitto, tmp_path, agent_proc, "pos-revoked") as shop:
+        agent, vp, pos, http, url = shop.agent, shop.vp, shop.pos, shop.http, shop.readyz
+        assert agent.proc is not None
+        pid = agent.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
+        try:
+            mark = len(agent.lines)
+            second = event("T1")
+            pos.send(second)
+            await agent.wait_log(r"ledger error, message left with the broker", after=mark)
+            ready_during = await _ready(http, url)
+            pulses_during = len(vp.pulses)
+            acked_during = pos.final(second["event_id"])
+            alive_during = agent.proc.returncode is None
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+        recovered = await pos.wait_final([second["event_id"]], 20)
+        ack = pos.final(second["event_id"]) or {"status": "no ack"}
+        ready_after = await _ready(http, url)
     print(
         f"\nwrite access revoked: readyz during={ready_during} after={ready_after}; "
         f"during: pulses={pulses_during} ack={acked_during} alive={alive_during}; "
