@@ -251,8 +251,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate and print the effective settings, secrets redacted."""
     settings = load(args.config)
-    print(json.dumps(settings.redacted(), indent=2, default=str))
+    shown = {**settings.redacted(), "mapping": _effective_mapping(settings)}
+    print(json.dumps(shown, indent=2, default=str))
     return EXIT_OK
+
+
+def _effective_mapping(settings: Settings) -> dict[str, object]:
+    """The file's printers and tills with the overrides stored in the agent's SQLite file.
+
+    The file is opened read-only and only when it exists; an unreadable file is reported on
+    stderr and the file's layer is shown alone.
+    """
+    from agent.core.mapping import RuntimeMapping
+    from agent.io.mapping_store import MappingStore
+
+    try:
+        store = MappingStore.read_only(settings.state.path)
+    except LedgerError as exc:
+        print(f"drawer-agent: mapping store not read: {exc}", file=sys.stderr)
+        store = None
+    if store is None:
+        return RuntimeMapping.build(settings.printers, settings.terminals).to_json()
+    with store:
+        try:
+            return store.load(settings.printers, settings.terminals).to_json()
+        except LedgerError as exc:
+            print(f"drawer-agent: mapping store not read: {exc}", file=sys.stderr)
+            return RuntimeMapping.build(settings.printers, settings.terminals).to_json()
 
 
 def cmd_pair(args: argparse.Namespace) -> int:

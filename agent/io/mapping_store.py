@@ -103,6 +103,26 @@ class MappingStore:
             raise LedgerError(f"{where}: {exc}") from None
         return store
 
+    @classmethod
+    def read_only(cls, path: str | Path) -> MappingStore | None:
+        """Open an existing file read-only (check-config); None when it has no mapping yet.
+
+        Never creates the file nor its tables: check-config runs before the agent (systemd's
+        ExecStartPre), possibly as another user, and must not leave a file behind.
+        """
+        where = Path(path)
+        if not where.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{where.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+            store = cls(conn, str(where))
+            if store._version() == 0:
+                conn.close()
+                return None
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{where}: {exc}") from None
+        return store
+
     def __enter__(self) -> MappingStore:
         return self
 

@@ -158,7 +158,7 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         prober.update(printers)
         intake.update(printers, terminals)
         kicks.update(printers)
-        view.update(printers)
+        view.update(printers, current)
 
     apply_mapping(mapping.current)
     mapping.subscribe(apply_mapping)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from agent.core.admission import Refused, Ticket
 from agent.core.errors import LedgerError
 from agent.core.kick import Outcome
+from agent.core.mapping import RuntimeMapping
 from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import PrinterSettings, Settings
 from agent.core.views import KickAnswer
@@ -141,10 +142,14 @@ class AgentView:
         self.prober = prober
         self.dispatcher = dispatcher
         self._discovered = discovered
+        self._mapping: RuntimeMapping | None = None
 
-    def update(self, printers: Mapping[str, PrinterSettings]) -> None:
-        """A mapping change: the printers shown."""
+    def update(
+        self, printers: Mapping[str, PrinterSettings], mapping: RuntimeMapping | None = None
+    ) -> None:
+        """A mapping change: the printers shown, and the effective mapping for /api/config."""
         self._printers = printers
+        self._mapping = mapping
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: connected to the broker with a writable ledger."""
@@ -191,8 +196,11 @@ class AgentView:
         return [r.to_json() for r in self.ledger.recent(limit, since)]
 
     def config(self) -> dict[str, object]:
-        """Effective settings, secrets redacted."""
-        return self.settings.redacted()
+        """Effective settings, secrets redacted, and the effective mapping with its origins."""
+        shown = self.settings.redacted()
+        if self._mapping is not None:
+            shown["mapping"] = self._mapping.to_json()
+        return shown
 
 
 __all__ = ["AgentView", "ManualKicks"]

@@ -197,6 +197,15 @@ def test_a_file_that_is_not_sqlite_is_a_ledger_error(tmp_path):
         MappingStore.open(db)
 
 
+def test_read_only_refuses_garbage_and_creates_nothing(tmp_path):
+    db = tmp_path / "agent.db"
+    assert MappingStore.read_only(db) is None
+    assert not db.exists()
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError, match="not a database"):
+        MappingStore.read_only(db)
+
+
 # One call per public method that touches SQL; a new one must be added here (checked below).
 CALLS = {
     "schema_version": lambda s: s.schema_version,
@@ -215,6 +224,7 @@ CALLS = {
 def test_every_sql_method_is_covered_by_the_translation_check():
     public = {n for n, _ in inspect.getmembers(MappingStore) if not n.startswith("_")} - {
         "open",
+        "read_only",
         "close",
     }
     assert public == set(CALLS)
