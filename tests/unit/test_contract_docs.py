@@ -27,7 +27,28 @@ def test_asyncapi_addresses_match_the_topics():
         t.agent_status,
         t.alerts,
         t.printer_status("{printer_id}"),
+        t.request("{name}"),
+        t.response("{name}"),
+        t.config,
+        t.inventory,
     }
+
+
+def test_asyncapi_requests_and_error_codes_match_the_code():
+    from agent.core.requests import ErrorCode, RequestName
+
+    names = SPEC["channels"]["agentRequest"]["parameters"]["name"]["enum"]
+    assert names == [n.value for n in RequestName]
+    error = SPEC["components"]["schemas"]["Response"]["properties"]["error"]
+    assert error["properties"]["code"]["enum"] == [c.value for c in ErrorCode]
+
+
+def test_readme_lists_every_request():
+    from agent.core.requests import RequestName
+
+    readme = (ROOT / "README.md").read_text()
+    for name in RequestName:
+        assert f"| `{name.value}` |" in readme
 
 
 def test_readme_lists_every_ack_status_and_event_type():
