@@ -21,6 +21,7 @@ ORDER = (
     "health.md",
     "failover.md",
     "fleet.md",
+    "clients.md",
 )
 
 
