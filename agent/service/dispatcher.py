@@ -145,6 +145,10 @@ class Dispatcher:
             self._tg = tg
             for pid in list(self.queues):
                 tg.create_task(self._worker(pid), name=f"dispatch[{pid}]")
+            # Stay open with no worker: an agent started with no printer (a fresh install,
+            # set up from the console) or whose last printer was removed must still take
+            # the next one added live; a TaskGroup with nothing left to await is finished.
+            await asyncio.get_running_loop().create_future()
 
     async def _worker(self, printer_id: str) -> None:
         pq = self.queues[printer_id]

@@ -7,7 +7,7 @@ import pytest
 
 from agent.core.mapping import Actor, Applied
 from agent.devtools.emulator import VirtualPrinterServer
-from tests.conftest import running_agent
+from tests.conftest import make_settings, running_agent
 from tests.integration.test_core_path import Shop, ack_of, event, pos, send
 
 __all__ = ["pos"]  # the POS fixture of the core-path tests
@@ -70,3 +70,17 @@ async def test_an_unlinked_till_is_unmapped_at_once(mosquitto, tmp_path, printer
         await send(pos, ev)
         assert (await ack_of(pos, ev["event_id"]))["status"] == "unmapped"
     assert back.pulses == []
+
+
+async def test_an_agent_started_with_no_printer_takes_one_added_live(mosquitto, tmp_path, pos):
+    """A fresh install set up from the console: the file names no printer and no till."""
+    settings = make_settings(tmp_path, mosquitto.port, {}, {})
+    async with VirtualPrinterServer(name="first") as first, running_agent(settings) as agent:
+        table = {"host": "127.0.0.1", "port": first.port, "model": "epson-tm-t20iii"}
+        apply(agent, lambda m: m.set_printer("front", table, actor=INSTALLER, at=time.time()))
+        apply(agent, lambda m: m.set_terminal("T1", "front", actor=INSTALLER, at=time.time()))
+        ev = event("sale", "T1")
+        await send(pos, ev)
+        ack = await ack_of(pos, ev["event_id"])
+        assert (ack["status"], ack["printer_id"]) == ("opened", "front")
+    assert len(first.pulses) == 1
