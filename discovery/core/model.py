@@ -99,7 +99,9 @@ class DiscoveryConfig:
     )
     snmp_port: int = field(default=161, metadata={"lo": 1, "hi": 65535})
     snmp_version: str = _key("2c", "SNMP version", choices=("1", "2c"))
-    probe_port: int = field(default=DEFAULT_PORT, metadata={"lo": 1, "hi": 65535})
+    # A key so that a shop whose printers listen elsewhere (and the tests' virtual printers
+    # on loopback) can be swept; 9100 is the raw-printing port of every catalogue model.
+    probe_port: int = _key(DEFAULT_PORT, "TCP port the sweep probes", lo=1, hi=65535)
     timeout_s: float = _key(1.0, "timeout of one SNMP request or probe", lo=0.05, hi=30.0)
     concurrency: int = _key(256, "addresses swept at once", lo=1, hi=1024)
     # 0 turns periodic sweeps off (mDNS keeps watching); a shorter period than 1 s is a typo.
