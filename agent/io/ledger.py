@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -173,6 +174,9 @@ class Ledger:
         self._conn = conn
         self.path = path
         self._checkpointer: sqlite3.Connection | None = None
+        # A checkpoint runs in a worker thread: closing its connection under it crashes the
+        # process inside sqlite3 (seen as a segfault at shutdown), so close() waits for it.
+        self._checkpointing = threading.Lock()
         self.wal_cap_bytes = WAL_CAP_BYTES
         # Committed write transactions; the checkpoint task compares it to spot idle time.
         self.commits = 0
@@ -231,8 +235,10 @@ class Ledger:
 
     def close(self) -> None:
         """Close the connections; safe to call twice."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        with self._checkpointing:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._conn.close()
 
     @_translated
@@ -243,14 +249,15 @@ class Ledger:
         the few frames the passive one left, runs only when the ledger was `idle` (nothing
         committed since the last call) or the WAL is past `wal_cap_bytes`.
         """
-        if self._checkpointer is None:
-            return 0
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        size = self.wal_bytes()
-        if must_truncate(size, idle=idle, cap=self.wal_cap_bytes):
-            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._checkpointing:
+            if self._checkpointer is None:
+                return 0
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             size = self.wal_bytes()
-        return size
+            if must_truncate(size, idle=idle, cap=self.wal_cap_bytes):
+                self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                size = self.wal_bytes()
+            return size
 
     def wal_bytes(self) -> int:
         """Size of the write-ahead log file (0 when absent)."""
