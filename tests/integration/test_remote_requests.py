@@ -2,12 +2,14 @@
 printers. Each change acts on the next event; bad input gets an error response, not a crash."""
 
 import json
+import random
 import time
 import uuid
 
 import pytest
 
 from agent.core.topics import Topics
+from agent.devtools.emulator import VirtualPrinterServer
 from agent.io import signing
 from agent.io.mqtt_link import PosClient
 from tests.conftest import running_agent
@@ -289,3 +291,38 @@ async def retained_config(mosquitto):
         await reader.publish(sentinel, b"", retain=True)
         got = retained_of(reader, TOPICS.config)
     return got[-1] if got else None
+
+
+async def test_discovery_start_sweeps_and_the_inventory_lists_the_new_printer(
+    mosquitto, tmp_path, printers, pos
+):
+    front, back = printers
+    # Discovery probes port 9100: a loopback address of its own keeps it free of others'.
+    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+    async with VirtualPrinterServer(host=host, port=9100, name="found") as found:
+        discovery = {
+            "enabled": True,
+            "subnets": [f"{host}/32"],
+            "mdns": False,
+            "snmp": False,
+            "interval_s": 0,
+        }
+        shop = Shop(mosquitto, tmp_path, front, back, discovery=discovery)
+        async with running_agent(shop.settings):
+            await pos.watch(TOPICS.inventory)
+            narrowed = await ask(pos, "discovery/start", {"subnets": ["10.0.0.0/24"]})
+            assert narrowed["error"]["code"] == "invalid"
+            started = await ask(pos, "discovery/start")
+            assert started == {
+                "transaction": started["transaction"],
+                "status": "ok",
+                "data": {"started": True},
+            }
+
+            def unconfigured():
+                latest = retained_of(pos, TOPICS.inventory)
+                return [p for p in latest[-1]["printers"] if not p["configured"]] if latest else []
+
+            await pos.wait_for(lambda: bool(unconfigured()))
+            assert unconfigured()[0]["address"] == f"{host}:{found.port}"
+            assert unconfigured()[0]["origin"] == "discovered"
