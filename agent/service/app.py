@@ -37,6 +37,7 @@ from agent.service.intake import AckPublisher, Intake, Reporter
 from agent.service.prober import Prober
 from agent.service.requests import RemoteRequests
 from discovery import PrinterRecord
+from discovery.core.subnets import console_sweep
 from discovery.io.store import DiscoveryStore
 from discovery.service import DiscoveryService
 
@@ -175,7 +176,6 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         started_at=time.time(),
     )
     # Remote configuration over MQTT (issue 11): requests, retained config and inventory.
-    sweeps: list[asyncio.Task[None]] = []
     remote = RemoteRequests(
         settings,
         topics,
@@ -186,10 +186,10 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         inventory=lambda current: build_inventory(
             current,
             prober.health,
-            [r.to_json() for d in discovery for r in d.snapshot()],
+            discovered_records(discovery, console),
             dispatcher.resolve,
         ),
-        start_discovery=lambda subnets: start_sweep(discovery, sweeps, subnets),
+        start_discovery=lambda subnets: remote_sweep(console, subnets),
     )
     mapping.subscribe(remote.state_changed)
     agent = Agent(
@@ -327,18 +327,23 @@ def _outcome(metrics: Metrics, manual: list[ManualKicks], outcome: Outcome) -> N
         kicks.finished(outcome)
 
 
-async def start_sweep(
-    discovery: list[DiscoveryService], sweeps: list[asyncio.Task[None]], subnets: Sequence[str]
-) -> bool:
-    """discovery/start over MQTT: a sweep of the configured subnets, in the background."""
-    if not discovery:
-        raise LookupError("discovery is not running")
-    if subnets:
-        raise ValueError("over MQTT the agent sweeps its configured subnets; leave subnets out")
-    if sweeps and not sweeps[-1].done():
-        return False
-    sweeps[:] = [asyncio.create_task(discovery[0].rescan(), name="discovery.remote")]
-    return True
+async def remote_sweep(console: AgentBackend, subnets: Sequence[str]) -> bool:
+    """discovery/start over MQTT: the console's sweep, on the subnets the console would pick."""
+    configured, interfaces = console.discovery_defaults()
+    chosen = console_sweep(subnets, configured, interfaces)  # ValueError names a bad subnet
+    if not chosen:
+        raise LookupError("no subnet to sweep: name one in subnets, or set discovery.subnets")
+    return await console.start_discovery(chosen)
+
+
+def discovered_records(
+    services: Sequence[DiscoveryService], console: AgentBackend
+) -> list[dict[str, object]]:
+    """Every printer discovery knows: the service's, then what the last console sweep found."""
+    records = {(r.host, r.port): r for d in services for r in d.snapshot()}
+    for r in console.discovery().found:
+        records.setdefault((r.host, r.port), r)
+    return [r.to_json() for r in records.values()]
 
 
 def wants_discovery(settings: Settings) -> bool:

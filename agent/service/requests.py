@@ -295,8 +295,8 @@ class RemoteRequests:
         assert isinstance(subnets, list)
         try:
             started = await self.start_discovery([str(s) for s in subnets])
-        except LookupError:
-            return unavailable
+        except LookupError as exc:
+            return rq.error_response(tx, rq.ErrorCode.UNAVAILABLE, str(exc))
         except ValueError as exc:
             return rq.error_response(tx, rq.ErrorCode.INVALID, f"subnets: {exc}")
         if not started:
