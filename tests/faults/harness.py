@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,15 @@ def event(terminal: str, *, age: float = 0.0, event_id: str | None = None) -> di
         "terminal_id": terminal,
         "occurred_at": datetime.fromtimestamp(time.time() - age, UTC).isoformat(),
     }
+
+
+async def paced(events: Sequence[dict[str, Any]], rate: float) -> AsyncIterator[tuple[int, Any]]:
+    """Yield (i, event) at a steady offered rate: event i is due at start + i / rate,
+    whatever the broker or the agent is doing meanwhile (a late one is yielded at once)."""
+    start = time.monotonic()
+    for i, ev in enumerate(events):
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        yield i, ev
 
 
 def terminal(i: int) -> str:

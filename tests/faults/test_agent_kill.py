@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from tests.faults.harness import (
     ReliablePos,
     event,
     ledger_row,
+    paced,
     tally,
     terminal,
     write_config,
@@ -54,11 +54,7 @@ async def test_agent_kill9_at_random_points_never_doubles_or_loses(mosquitto, tm
             events = [event(terminal(i)) for i in range(EVENTS)]
 
             async def stream() -> None:
-                t0 = time.monotonic()
-                for i, ev in enumerate(events):
-                    await asyncio.sleep(
-                        max(0.0, t0 + i / RATE - time.monotonic())
-                    )  # the offered rate
+                async for _, ev in paced(events, RATE):
                     pos.send(ev)
 
             async def killer() -> list[float]:

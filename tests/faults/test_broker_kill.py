@@ -16,6 +16,7 @@ from tests.faults.harness import (
     ReliablePos,
     event,
     ledger_row,
+    paced,
     tally,
     terminal,
     write_config,
@@ -57,9 +58,7 @@ async def test_broker_kill9_cycles_lose_and_double_nothing(mosquitto, tmp_path, 
             index = {e["event_id"]: i for i, e in enumerate(events)}
             t0 = time.monotonic()
             kills = 0
-            for i, ev in enumerate(events):
-                # Steady rate: event i is due at t0 + i / RATE, whatever the broker is doing.
-                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))  # the offered rate
+            async for i, ev in paced(events, RATE):
                 pos.send(ev)
                 if i in KILLS_AT:
                     await asyncio.to_thread(mosquitto.kill)

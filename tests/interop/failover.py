@@ -22,6 +22,7 @@ from tests.faults.harness import (
     Tally,
     event,
     ledger_row,
+    paced,
     tally,
     terminal,
     write_config,
@@ -97,10 +98,8 @@ async def run_failover(
             await agent.start()
             await pos.wait_online(set())
             stream = [event(terminal(i)) for i in range(events)]
-            t0 = time.monotonic()
             killed_at = 0.0
-            for i, ev in enumerate(stream):
-                await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))  # the offered rate
+            async for i, ev in paced(stream, rate):
                 pos.send(ev)
                 if i == kill_at:
                     await asyncio.to_thread(first.kill)

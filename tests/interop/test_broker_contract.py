@@ -27,6 +27,7 @@ from tests.faults.harness import (
     ReliablePos,
     event,
     ledger_row,
+    paced,
     tally,
     terminal,
     write_config,
@@ -222,10 +223,8 @@ async def test_broker_restart_mid_stream_loses_and_doubles_nothing(target, tmp_p
             await agent.start()
             await pos.wait_online(set())
             events = [event(terminal(i)) for i in range(EVENTS)]
-            t0 = time.monotonic()
             down_s = 0.0
-            for i, ev in enumerate(events):
-                await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))  # the offered rate
+            async for i, ev in paced(events, RATE):
                 pos.send(ev)
                 if i == KILL_AT:
                     k0 = time.monotonic()
