@@ -231,6 +231,7 @@ def setup_console(app: web.Application, backend: Backend, options: ConsoleOption
     )
     env.filters["when"] = _when
     env.filters["summary"] = _summary
+    env.filters["model_name"] = _model_name
     console = Console(backend, options, env, catalogues)
     app[CONSOLE] = console
     app.middlewares.append(_headers)
@@ -420,6 +421,12 @@ def _when(ts: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def _model_name(model_id: object) -> str:
+    """A catalogue id as the salon reads it on the printer (`Epson TM-T20III`)."""
+    model = catalogue.get(str(model_id))
+    return f"{model.vendor} {model.name}" if model else str(model_id)
+
+
 def _summary(value: object) -> str:
     """An audit value in one line: a printer table's main keys, a printer id, or a dash."""
     if value is None:
@@ -542,6 +549,11 @@ def _actor(session: Session) -> Actor:
 # --- Shop --------------------------------------------------------------------------------
 
 
+def _names(mapping: RuntimeMapping) -> dict[str, str]:
+    """Printer ids → the names the salon gave them, for the audit trail."""
+    return {pid: e.display_name for pid, e in mapping.printers.items()}
+
+
 def _shop_context(request: web.Request) -> dict[str, object]:
     c = _console(request)
     mapping = c.backend.mapping
@@ -572,6 +584,7 @@ def _shop_context(request: web.Request) -> dict[str, object]:
         "printers": printers,
         "tills": tills,
         "events": c.backend.recent_events(limit=8),
+        "names": _names(mapping),
         "problems": mapping.problems,
         # File entries removed at run time: listed so "back to the file's value" stays one click.
         "removed": sorted(
@@ -928,6 +941,7 @@ async def journal_page(request: web.Request, session: Session) -> web.StreamResp
         status=status or "",
         statuses=EVENT_STATUSES,
         tills=sorted(c.backend.mapping.terminals),
+        names=_names(c.backend.mapping),
     )
 
 
