@@ -22,6 +22,7 @@ ORDER = (
     "failover.md",
     "fleet.md",
     "clients.md",
+    "console.md",
 )
 
 
