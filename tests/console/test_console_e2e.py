@@ -71,13 +71,15 @@ class Flow:
         self.step = 0
         self.visited: set[str] = set()
 
-    async def check(self, name: str, focus: str | None = None) -> None:
+    async def check(self, name: str, focus: str | None = None, *, shoot: bool = True) -> None:
         """axe finds nothing serious, no script error so far; viewport shots at both widths."""
         page = self.page
         assert await page.get_attribute("html", "lang") == self.lang
         assert await serious_violations(page) == [], name
         assert self.w.errors == [], (name, self.w.errors)
         self.visited.add(page.url.split("?")[0].removeprefix(self.base).split("/")[1])
+        if not shoot:
+            return
         self.step += 1
         for label, width in WIDTHS.items():
             await page.set_viewport_size({"width": width, "height": HEIGHT})
@@ -92,11 +94,11 @@ class Flow:
     async def heading(self) -> str:
         return (await self.page.text_content("h1") or "").strip()
 
-    async def login(self) -> None:
+    async def login(self, *, shoot: bool = True) -> None:
         await self.page.goto(f"{self.base}/")
         await self.page.wait_for_url(re.compile(r".*/login"))
         assert await self.heading() == t(self.lang, "login.title")
-        await self.check("login")
+        await self.check("login", shoot=shoot)
         await self.page.fill("#secret", TOKEN)
         await self.page.click("button[type=submit].primary")
         await self.page.wait_for_url(re.compile(r".*/shop$"))
@@ -106,8 +108,13 @@ class Flow:
         row = self.page.locator("#live tr", has=self.page.locator(f'th:text-is("{till}")'))
         return (await row.locator("td").first.text_content() or "").strip()
 
-    async def test_and_save(self, till: str, printer_id: str, name: str) -> None:
-        """On the link page: pick the printer, test the drawer, read the sensor, say yes."""
+    async def test_and_save(
+        self, till: str, printer_id: str, name: str, *, look_at_no: bool = False
+    ) -> None:
+        """On the link page: pick the printer, test the drawer, read the sensor, say yes.
+
+        `look_at_no` first opens "No" and checks what it offers (without choosing any).
+        """
         page, lang = self.page, self.lang
         await page.fill("#till", till)
         await page.check(f"#p-{printer_id}")
@@ -118,6 +125,15 @@ class Flow:
         assert (await page.text_content(".sensor") or "").strip() == t(lang, "link.sensor_open")
         assert (await page.text_content("#ask-h") or "").strip() == t(lang, "link.did_it_open")
         await self.check(f"test-{printer_id}", focus="#result-h")
+        if look_at_no:
+            await page.click(".answers summary")
+            offered = await page.locator(".answers details li").all_text_contents()
+            assert [o.strip() for o in offered] == [
+                t(lang, "link.try_drawer", pin="5"),
+                t(lang, "link.try_polarity"),
+                t(lang, "link.try_printer"),
+            ], offered
+            await self.check(f"test-{printer_id}-no", focus="#ask-h")
         await page.click("form[action='/link/save'] button.primary")
         await page.wait_for_url(re.compile(r".*/shop\?"))
         notice = (await page.text_content(".notice") or "").strip()
@@ -263,7 +279,7 @@ async def test_the_seed_flow_against_a_running_agent(
                 await add_found(flow, HOSTS[0], "front", names["front"])
                 assert await flow.heading() == t(lang, "link.title")
                 await flow.check("link")
-                await flow.test_and_save("T1", "front", names["front"])
+                await flow.test_and_save("T1", "front", names["front"], look_at_no=True)
                 assert counts(printers) == {"front": 1, "bar": 0, "back": 0}
                 assert await flow.till_printer("T1") == names["front"]
                 await flow.check("shop-linked")
@@ -317,7 +333,8 @@ async def test_the_seed_flow_against_a_running_agent(
         async with running_agent(settings) as agent:
             base = f"http://127.0.0.1:{agent.http_port}"
             async with console_page(context, base, lang, shots, step) as flow:
-                await flow.login()  # sessions live in the agent's memory: log in again
+                # Sessions live in the agent's memory: log in again (the same page as before).
+                await flow.login(shoot=False)
                 assert await flow.till_printer("T1") == names["bar"]
                 await flow.check("shop-restarted")
                 third = event("sale", "T1")
