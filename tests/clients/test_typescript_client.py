@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import make_settings, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.broker
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
@@ -44,7 +45,14 @@ async def run(*argv: str, env: dict[str, str]) -> tuple[int, str]:
 def control_app(agent, mosquitto, printers) -> web.Application:
     by_name = dict(zip(("front", "back"), printers, strict=True))
 
-    async def state(_request: web.Request) -> web.Response:
+    async def state(request: web.Request) -> web.Response:
+        # ?opened=N waits until the agent has counted N openings: an ack for a retry can
+        # overtake the count of the first copy's outcome.
+        if "opened" in request.query:
+            want = int(request.query["opened"])
+            await eventually(
+                lambda: agent.reporter.statuses.get("opened", 0) >= want, what="the opening"
+            )
         return web.json_response(
             {
                 "pulses": {name: len(p.pulses) for name, p in by_name.items()},
