@@ -333,7 +333,7 @@ def _kick_configured(args: argparse.Namespace) -> int:
     printer = settings.printers.get(args.printer_id)
     if printer is None:
         raise ConfigError(f"printers.{args.printer_id}", "no such printer in the config")
-    if printer.host is None:
+    if printer.host is None and printer.device is None:
         raise ConfigError(
             f"printers.{args.printer_id}.host",
             "not set; the printer is found by discovery while the agent runs",
@@ -345,7 +345,7 @@ def _kick_configured(args: argparse.Namespace) -> int:
         why = result.reason if isinstance(result, Refused) else result.detail
         print(f"drawer-agent: not sent: {why}", file=sys.stderr)
         return EXIT_FAILURE
-    where = f"{printer.host}:{printer.port}"
+    where = printer.device or f"{printer.host}:{printer.port}"
     if result.status.value != "opened":
         print(f"drawer-agent: {result.status.value} on {where}: {result.detail}", file=sys.stderr)
         return EXIT_FAILURE

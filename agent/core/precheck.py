@@ -74,25 +74,39 @@ class Decision:
             return REALTIME_DETAIL.format(cause=self.cause)
         if self.verdict is Verdict.REFUSE:
             return (
-                f"not kicked: the printer is offline ({self.cause}); a kick would wait in "
-                "its buffer and open the drawer late"
+                f"the printer is offline ({self.cause}); a kick would wait in its buffer "
+                "and open the drawer late, so none was sent"
             )
         if self.verdict is Verdict.NO_REPLY:
-            return "not kicked: no status reply before the kick"
+            return "no status reply before the kick; nothing sent"
         return ""
 
 
-def request(command_set: CommandSet, *, only_first: bool = False) -> bytes:
-    """The real-time status request sent before the kick.
+def request(command_set: CommandSet) -> bytes:
+    """The real-time status request sent before the kick: one reply, one round trip.
 
-    ESC/POS: `DLE EOT 1` (online, drawer) and `DLE EOT 2` (offline cause: cover, paper
-    end, error), §2.1; `only_first` for a clone known to answer `DLE EOT 1` alone.
-    Star: `ESC ACK SOH`, whose ASB carries all of it (§2.5).
+    ESC/POS: `DLE EOT 1` (online, drawer; every ESC/POS printer answers it, §2.1). Only
+    when it says offline is `CAUSE_REQUEST` sent too, for the cause. Star: `ESC ACK SOH`,
+    whose ASB carries all of it (§2.5).
     """
     if command_set is CommandSet.ESCPOS:
-        first = bytes((DLE, EOT, 1))
-        return first if only_first else first + bytes((DLE, EOT, 2))
+        return bytes((DLE, EOT, 1))
     return bytes((ESC, ACK, SOH))
+
+
+# DLE EOT 2, "offline cause": cover open, stopped by a paper end, error (§2.1 n=2).
+CAUSE_REQUEST = bytes((DLE, EOT, 2))
+
+
+def needs_cause(command_set: CommandSet, reply: bytes | None) -> bool:
+    """True when an ESC/POS printer said offline in DLE EOT 1 and the cause is not asked yet."""
+    return (
+        command_set is CommandSet.ESCPOS
+        and reply is not None
+        and len(reply) == 1
+        and valid_dle_eot_byte(reply[0])
+        and bool(reply[0] & 0x08)
+    )
 
 
 def parse(command_set: CommandSet, reply: bytes) -> PrinterStatus:
@@ -195,9 +209,11 @@ def check_confirm(decision: Decision, command_set: CommandSet, reply: bytes | No
         return ConfirmCheck(AfterKick.UNCONFIRMED, "unconfirmed: the status reply was not readable")
     if status.online or decision.verdict is Verdict.REALTIME:
         return ConfirmCheck(AfterKick.CLEAN)
+    cause = causes(status)
     return ConfirmCheck(
         AfterKick.HELD,
-        f"delivery uncertain: the printer reported offline ({causes(status)}) right after "
-        "the kick, which may wait in its buffer and open the drawer when it is back "
-        "online; not retried",
+        "the printer reported offline"
+        + ("" if cause == "offline" else f" ({cause})")
+        + " right after the kick, which may wait in its buffer and open the drawer when it "
+        "is back online",
     )

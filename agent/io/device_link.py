@@ -33,11 +33,14 @@ import errno
 import os
 import termios
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
+from dataclasses import replace
 
 import serial
 
 from agent.core.errors import PrinterUnreachable
+from agent.core.settings import PrinterSettings
 from agent.core.transport import DeviceKind, device_kind
 from agent.io.printer_link import (
     Confirm,
@@ -198,6 +201,37 @@ class _Device:
                 os.close(self.fd)
 
 
+class DeviceSession:
+    """One open device, from `DeviceLink.connect()`: a status round trip, then one kick."""
+
+    def __init__(
+        self,
+        link: DeviceLink,
+        device: _Device,
+        reader: asyncio.StreamReader,
+        write_timeout: float,
+    ) -> None:
+        self._link = link
+        self._device = device
+        self._reader = reader
+        self._write_timeout = write_timeout
+
+    async def status(self, precheck: Precheck) -> bytes | None:
+        """The pre-check's status reply, None when none came in time; nothing that pulses."""
+        return await self._link._precheck(self._device, self._reader, precheck)
+
+    async def kick(self, payload: bytes, confirm: Confirm | None = None) -> Sent:
+        """As printer_link.Session.kick, with the device's failure classes (module doc)."""
+        data = payload + (confirm.request if confirm else b"")
+        written_at = time.time()
+        await self._link._write_kick(self._device, data, self._write_timeout)
+        if confirm is None:
+            return Sent(written_at=written_at)
+        return await self._link._confirmation(
+            self._reader, confirm, written_at, self._write_timeout
+        )
+
+
 class DeviceLink:
     """One printer on a character device; the dispatcher and the prober share it (under the
     printer's lock, so one exchange at a time)."""
@@ -224,6 +258,22 @@ class DeviceLink:
         """usblp or tty, from the path the configured name resolves to (unless given)."""
         return self._kind or device_kind(os.path.realpath(self.path))
 
+    @contextlib.asynccontextmanager
+    async def connect(
+        self, *, connect_timeout: float, write_timeout: float
+    ) -> AsyncIterator[DeviceSession]:
+        """`async with link.connect(...) as session:` as printer_link.connect, on the device.
+
+        The device is closed when the block exits, unless `keep_open` and nothing failed.
+        """
+        device = await self._open(connect_timeout)
+        healthy = False
+        try:
+            yield DeviceSession(self, device, device.fresh_reader(), write_timeout)
+            healthy = True
+        finally:
+            self._release(device, healthy)
+
     async def send(
         self,
         payload: bytes,
@@ -234,26 +284,17 @@ class DeviceLink:
         precheck: Precheck | None = None,
     ) -> Sent:
         """As printer_link.send: optional pre-check, the kick, optional confirm."""
-        device = await self._open(connect_timeout)
-        keep = False
-        try:
-            reader = device.fresh_reader()
+        async with self.connect(
+            connect_timeout=connect_timeout, write_timeout=write_timeout
+        ) as session:
             status = None
             if precheck is not None:
-                status = await self._precheck(device, reader, precheck)
-                payload = precheck.decide(status)
+                status = await session.status(precheck)
+                payload = precheck.decide(status) if precheck.decide else payload
                 if not payload:
-                    keep = True
                     return Sent(written_at=time.time(), status=status, kicked=False)
-            data = payload + (confirm.request if confirm else b"")
-            written_at = time.time()
-            await self._write_kick(device, data, len(payload), write_timeout)
-            keep = True
-            if confirm is None:
-                return Sent(written_at=written_at, status=status)
-            return await self._confirmation(reader, confirm, written_at, write_timeout, status)
-        finally:
-            self._release(device, keep)
+            sent = await session.kick(payload, confirm)
+            return replace(sent, status=status)
 
     async def exchange(self, request: bytes, reply: int | ReadReply, *, timeout: float) -> bytes:
         """As printer_link.exchange: a status request that prints nothing, and its reply."""
@@ -289,6 +330,10 @@ class DeviceLink:
 
     async def close(self) -> None:
         """Close a device held open by keep_open."""
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Close a device held open by keep_open (synchronous: nothing to wait for)."""
         if self._device is not None:
             self._device.close()
             self._device = None
@@ -314,9 +359,7 @@ class DeviceLink:
         except OSError as exc:
             raise self._unreachable(f"{_describe(exc)} before the status reply") from None
 
-    async def _write_kick(
-        self, device: _Device, data: bytes, kick_len: int, write_timeout: float
-    ) -> None:
+    async def _write_kick(self, device: _Device, data: bytes, write_timeout: float) -> None:
         try:
             await device.write(data, time.monotonic() + write_timeout)
         except _Stalled as exc:
@@ -336,7 +379,6 @@ class DeviceLink:
                 0,
                 f"write failed after {exc.written} of {len(data)} bytes: {_describe(exc.exc)}",
             ) from None
-        del kick_len
 
     async def _confirmation(
         self,
@@ -344,22 +386,17 @@ class DeviceLink:
         confirm: Confirm,
         written_at: float,
         timeout: float,
-        status: bytes | None,
     ) -> Sent:
         read = confirm.reply if callable(confirm.reply) else _exactly(confirm.reply)
         try:
             async with asyncio.timeout(timeout):
                 reply = await read(reader)
         except TimeoutError:
-            return Sent(
-                written_at, note="unconfirmed: no status reply after the kick", status=status
-            )
+            return Sent(written_at, note="unconfirmed: no status reply after the kick")
         except (asyncio.IncompleteReadError, OSError):
             # The kick left the kernel (drained) before the device went away.
-            return Sent(
-                written_at, note="unconfirmed: the device went away after the kick", status=status
-            )
-        return Sent(written_at, confirmed=True, reply=reply, status=status)
+            return Sent(written_at, note="unconfirmed: the device went away after the kick")
+        return Sent(written_at, confirmed=True, reply=reply)
 
     async def _open(self, timeout: float) -> _Device:
         if self._device is not None:
@@ -454,3 +491,38 @@ def _describe_serial(exc: serial.SerialException) -> str:
     if isinstance(code, int):
         return _describe(OSError(code, os.strerror(code)))
     return f"not a usable tty: {exc}"
+
+
+class DeviceLinks:
+    """The device link of each printer on a character device, shared by dispatcher and prober.
+
+    Created on first use from the printer's settings (the mapping may change while the agent
+    runs); a printer whose device settings changed gets a new link, the old one is closed.
+    """
+
+    def __init__(self) -> None:
+        self._links: dict[str, tuple[tuple[object, ...], DeviceLink]] = {}
+
+    def for_printer(self, printer: PrinterSettings) -> DeviceLink | None:
+        """The link for this printer, None when it is reached over TCP."""
+        if printer.device is None:
+            return None
+        key = (printer.device, printer.baudrate, printer.flow_control, printer.keep_open)
+        known = self._links.get(printer.id)
+        if known is not None and known[0] == key:
+            return known[1]
+        if known is not None:
+            known[1].close_now()
+        link = DeviceLink(
+            printer.device,
+            baudrate=printer.baudrate,
+            flow_control=printer.flow_control,
+            keep_open=printer.keep_open,
+        )
+        self._links[printer.id] = (key, link)
+        return link
+
+    async def close(self) -> None:
+        """Close every device held open (keep_open), e.g. at shutdown."""
+        for _, link in self._links.values():
+            await link.close()

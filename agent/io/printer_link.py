@@ -51,15 +51,16 @@ class Confirm:
 class Precheck:
     """A real-time status request sent before the kick on the same connection.
 
-    `decide` gets its reply (None when none came within `timeout`) and returns the bytes
-    to write: the kick, another form of it, or b"" for nothing. The policy is the caller's
-    (agent.core.precheck); the link only carries it out.
+    With `send()`, `decide` gets its reply (None when none came within `timeout`) and
+    returns the bytes to write: the kick, another form of it, or b"" for nothing. The policy
+    is the caller's (agent.core.precheck); the link only carries it out.
     """
 
     request: bytes
     reply: int | ReadReply
-    decide: Callable[[bytes | None], bytes]
     timeout: float
+    # For `send()` only: a Session's caller decides between status() and kick() itself.
+    decide: Callable[[bytes | None], bytes] | None = None
 
 
 class Session:
@@ -165,7 +166,7 @@ async def send(
         status = None
         if precheck is not None:
             status = await session.status(precheck)
-            payload = precheck.decide(status)
+            payload = precheck.decide(status) if precheck.decide else payload
             if not payload:
                 return Sent(written_at=time.time(), status=status, kicked=False)
         sent = await session.kick(payload, confirm)

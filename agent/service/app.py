@@ -24,6 +24,7 @@ from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import Settings
 from agent.core.topics import Topics
 from agent.io import signing
+from agent.io.device_link import DeviceLinks
 from agent.io.http_api import HttpServer
 from agent.io.ledger import Ledger
 from agent.io.mapping_store import LiveMapping, MappingStore
@@ -104,6 +105,8 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
     acks = AckPublisher(link, topics, ledger)
     book = AddressBook(settings.printers)
     locks = Locks()
+    # Printers on a character device: one link each, shared by probes and kicks.
+    devices = DeviceLinks()
     # Health, metrics and the closed loop (issue 4).
     prober = Prober(
         settings.printers,
@@ -113,6 +116,7 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         locks=locks,
         resolve=book.address,
         metrics=metrics,
+        devices=devices,
     )
     manual: list[ManualKicks] = []
     reporter = Reporter(
@@ -130,6 +134,7 @@ def wire(settings: Settings, ledger: Ledger, store: MappingStore) -> Agent:
         kick_for=prober.kick_for,
         # The ack then waits ~0.5 s for the sensor reading after the pulse.
         read_drawer=prober.read_drawer if settings.health.confirm_drawer else None,
+        devices=devices,
     )
     admission = Admission(
         ledger, dispatcher, PulseRateLimiter(settings.security.max_pulses_per_minute)
@@ -236,6 +241,7 @@ async def run(
         try:
             await _serve(agent, started)
         finally:
+            await agent.dispatcher.devices.close()  # keep_open devices (rfcomm) released
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

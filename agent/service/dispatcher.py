@@ -12,9 +12,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
 from agent.core import kick as lifecycle
+from agent.core import precheck
 from agent.core.acks import AckStatus
 from agent.core.commands import CommandSet, status_requests
 from agent.core.errors import LedgerError, PrinterUnreachable
@@ -23,6 +25,7 @@ from agent.core.kick import Job, Outcome, Phase, Track
 from agent.core.retry import Backoff, attempt_timeout, next_attempt_at
 from agent.core.settings import DispatchSettings, PrinterSettings
 from agent.io import printer_link
+from agent.io.device_link import DeviceLink, DeviceLinks, DeviceSession
 from agent.io.ledger import Ledger
 from agent.io.logs import QuietLog
 
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 REALTIME_DETAIL = "real-time pulse: the last probe saw the printer offline or out of paper"
+# How long an offline ESC/POS printer gets to name its cause (DLE EOT 2): a clone that
+# answers DLE EOT 1 only must not hold the refusal up for long.
+CAUSE_TIMEOUT_S = 0.2
 
 
 class Locks:
@@ -71,6 +77,7 @@ class Dispatcher:
         resolve: Callable[[str], Address | None] | None = None,
         kick_for: Callable[[PrinterSettings], Kick] | None = None,
         read_drawer: Callable[[str, float], Awaitable[bool | None]] | None = None,
+        devices: DeviceLinks | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
@@ -84,6 +91,8 @@ class Dispatcher:
         # Closed loop (issue 4): the prober picks the pulse form and reads the drawer sensor.
         self.kick_for = kick_for or (lambda p: choose_kick(p, None))
         self.read_drawer = read_drawer
+        # Printers on a character device (`device = ...`), shared with the prober.
+        self.devices = DeviceLinks() if devices is None else devices
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
         self.clock = clock
@@ -217,6 +226,7 @@ class Dispatcher:
             Track(Phase.PENDING, job.deadline), lifecycle.Due(), self.clock()
         )
         sent_at: float | None = None
+        realtime = False
         while True:
             track, action = step.track, step.action
             if isinstance(action, lifecycle.Finish):
@@ -227,78 +237,146 @@ class Dispatcher:
                     track.attempts,
                     sent_at=sent_at if opened else None,
                     detail=action.detail,
-                    realtime=opened and kick.realtime,
+                    realtime=opened and realtime,
                 )
             if isinstance(action, lifecycle.RetryAt):
                 await asyncio.sleep(max(0.0, action.at - self.clock()))
                 step = lifecycle.next_step(track, lifecycle.Due(), self.clock())
             elif isinstance(action, lifecycle.Connect):
-                step, sent_at = await self._attempt(job, printer, kick, track)
+                step, sent_at, realtime = await self._attempt(job, printer, kick, track)
             else:  # pragma: no cover - the table gives a worker no other action
                 raise lifecycle.KickError(f"unexpected action {action!r}")
 
     async def _attempt(
         self, job: Job, printer: PrinterSettings, kick: Kick, track: Track
-    ) -> tuple[lifecycle.Step, float | None]:
-        """One attempt: connect, ask the table, record 'sending', write; the table's answer."""
+    ) -> tuple[lifecycle.Step, float | None, bool]:
+        """One attempt: connect, check status, record 'sending', write; the table's answer.
+
+        Returns the step, when the kick was written, and whether it was the real-time form.
+        """
         quiet = self._quiet[job.printer_id]
 
         def then(event: lifecycle.Input, on: Track = track) -> lifecycle.Step:
             return lifecycle.next_step(on, event, self.clock())
 
-        # A printer followed by identity is wherever discovery last saw it; one with a fixed
-        # host is where it was when the job was queued.
+        # A printer on a character device is opened by its path. A printer followed by
+        # identity is wherever discovery last saw it; one with a fixed host is where it was
+        # when the job was queued.
+        device = self.devices.for_printer(printer)
         address = (
-            (printer.host, printer.port)
+            None
+            if device is not None
+            else (printer.host, printer.port)
             if printer.host is not None and printer.match is None
             else self.resolve(job.printer_id)
         )
-        if address is None:
+        if device is None and address is None:
             reason = "printer address unknown (waiting for discovery to find it)"
-            return then(lifecycle.NoAddress(reason, self._retry_at(track))), None
+            return then(lifecycle.NoAddress(reason, self._retry_at(track))), None, False
         timeout = attempt_timeout(self.settings.connect_timeout_s, self.clock(), job.deadline)
         if timeout is None:
-            return then(lifecycle.Connected()), None  # the table finishes it: no time left
+            return then(lifecycle.Connected()), None, False  # the table finishes it: no time left
+        write_timeout = self.settings.write_timeout_s
+        opener: AbstractAsyncContextManager[printer_link.Session | DeviceSession]
+        if device is not None:
+            opener = device.connect(connect_timeout=timeout, write_timeout=write_timeout)
+        else:
+            assert address is not None
+            opener = printer_link.connect(
+                address[0], address[1], connect_timeout=timeout, write_timeout=write_timeout
+            )
+        decision: precheck.Decision | None = None
+        payload, realtime = kick.payload, kick.realtime
         try:
-            async with (
-                self.locks[job.printer_id],
-                printer_link.connect(
-                    address[0],
-                    address[1],
-                    connect_timeout=timeout,
-                    write_timeout=self.settings.write_timeout_s,
-                ) as session,
-            ):
+            async with self.locks[job.printer_id], opener as session:
+                if printer.precheck:
+                    # Issue 9: read the real-time status on this connection first; an offline
+                    # printer would keep a buffered kick and fire it late (agent.core.precheck).
+                    decision = await self._precheck(session, printer)
+                    if decision.verdict is precheck.Verdict.NO_REPLY:
+                        reason = f"{_where(device, address)}: {decision.detail()}"
+                        quiet.warning("printer %s: %s", job.printer_id, reason)
+                        return (
+                            then(lifecycle.NotConnected(reason, self._retry_at(track))),
+                            None,
+                            False,
+                        )
+                    if decision.verdict is precheck.Verdict.REFUSE:
+                        quiet.warning("printer %s: %s", job.printer_id, decision.detail())
+                        return then(lifecycle.Offline(decision.detail())), None, False
+                    payload = precheck.kick_bytes(
+                        decision,
+                        printer.command_set,
+                        printer.drawer,
+                        printer.pulse_on_ms,
+                        printer.pulse_off_ms,
+                    )
+                    realtime = decision.verdict is precheck.Verdict.REALTIME
                 step = then(lifecycle.Connected())
                 if not isinstance(step.action, lifecycle.Write):
-                    return step, None  # the deadline passed while connecting
+                    return step, None, False  # the deadline passed while connecting
                 try:
                     # Without the record a crash could resend it: never pulse unrecorded.
                     self.ledger.mark_sending(job.event_id, track.attempts)
                 except LedgerError as exc:
-                    return then(lifecycle.NotRecorded(str(exc))), None
+                    return then(lifecycle.NotRecorded(str(exc))), None, False
                 try:
-                    sent = await session.kick(kick.payload, self._confirm(printer))
+                    sent = await session.kick(payload, self._confirm(printer))
                 except printer_link.DeliveryUncertain as exc:
                     quiet.warning("printer %s: %s", job.printer_id, exc.reason)
-                    return then(lifecycle.Uncertain(exc.reason), step.track), None
+                    return then(lifecycle.Uncertain(exc.reason), step.track), None, False
                 except PrinterUnreachable as exc:
-                    reason = f"{exc.host}:{exc.port}: {exc.reason}"
+                    reason = f"{exc.where}: {exc.reason}"
                     quiet.warning("printer %s: %s", job.printer_id, reason)
                     with contextlib.suppress(LedgerError):
                         # The printer never read it: back to 'pending', so a restart may
                         # resume it (left 'sending', a restart fails it rather than resend).
                         self.ledger.mark_not_sent(job.event_id)
                     retry_at = self._retry_at(step.track)
-                    return then(lifecycle.NotRead(reason, retry_at), step.track), None
+                    return then(lifecycle.NotRead(reason, retry_at), step.track), None, False
         except PrinterUnreachable as exc:
-            reason = f"{exc.host}:{exc.port}: {exc.reason}"
+            reason = f"{exc.where}: {exc.reason}"
             quiet.warning("printer %s: %s", job.printer_id, reason)
-            return then(lifecycle.NotConnected(reason, self._retry_at(track))), None
+            return then(lifecycle.NotConnected(reason, self._retry_at(track))), None, False
         quiet.recovered("printer %s: reachable again", job.printer_id)
-        notes = [REALTIME_DETAIL if kick.realtime else "", sent.note]
+        if sent.confirmed:
+            # Checked with or without the pre-check: the confirm reply is the last word.
+            sent_as = decision or precheck.Decision(
+                precheck.Verdict.REALTIME if realtime else precheck.Verdict.PROCEED
+            )
+            check = precheck.check_confirm(sent_as, printer.command_set, sent.reply)
+            if check.result is precheck.AfterKick.HELD:
+                # The ack must not claim a clean opening: the kick may fire when the cover
+                # closes (issue 9). "Delivery uncertain", never retried.
+                quiet.warning("printer %s: %s", job.printer_id, check.detail)
+                return then(lifecycle.Uncertain(check.detail), step.track), None, False
+        notes = [
+            decision.detail() if decision is not None and realtime else "",
+            REALTIME_DETAIL if decision is None and realtime else "",
+            sent.note,
+        ]
         delivered = lifecycle.Delivered("; ".join(n for n in notes if n))
-        return then(delivered, step.track), sent.written_at
+        return then(delivered, step.track), sent.written_at, realtime
+
+    async def _precheck(
+        self, session: printer_link.Session | DeviceSession, printer: PrinterSettings
+    ) -> precheck.Decision:
+        """The pre-kick status round trip (a second one only for an offline ESC/POS cause)."""
+        cs = printer.command_set
+        timeout = self.settings.write_timeout_s
+        reply_size: int | printer_link.ReadReply = (
+            1 if cs is CommandSet.ESCPOS else printer_link.read_asb
+        )
+        reply = await session.status(
+            printer_link.Precheck(precheck.request(cs), reply_size, timeout)
+        )
+        if precheck.needs_cause(cs, reply):
+            assert reply is not None
+            cause = await session.status(
+                printer_link.Precheck(precheck.CAUSE_REQUEST, 1, min(timeout, CAUSE_TIMEOUT_S))
+            )
+            reply += cause or b""
+        return precheck.decide_reply(cs, reply, realtime_allowed=printer.realtime_pulse)
 
     def _retry_at(self, track: Track) -> float | None:
         return next_attempt_at(
@@ -316,3 +394,10 @@ class Dispatcher:
     def _configured_address(self, printer_id: str) -> Address | None:
         printer = self.printers.get(printer_id)
         return None if printer is None or printer.host is None else (printer.host, printer.port)
+
+
+def _where(device: DeviceLink | None, address: Address | None) -> str:
+    if device is not None:
+        return device.path
+    assert address is not None
+    return f"{address[0]}:{address[1]}"

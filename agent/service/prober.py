@@ -31,6 +31,7 @@ from agent.core.status import (
 )
 from agent.core.topics import Topics
 from agent.io import printer_link
+from agent.io.device_link import DeviceLink, DeviceLinks
 from agent.io.logs import QuietLog
 
 if TYPE_CHECKING:
@@ -62,24 +63,35 @@ class Publisher(Protocol):
 
 
 async def query_status(
-    command_set: CommandSet, host: str, port: int, *, timeout: float, only_first: bool = False
+    command_set: CommandSet,
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    only_first: bool = False,
+    device: DeviceLink | None = None,
 ) -> PrinterStatus:
     """One short connection: send the real-time status requests, read and decode the reply.
 
     `only_first` asks an ESC/POS printer `DLE EOT 1` alone, for a clone known to leave
     2-4 unanswered: waiting for replies that never come would hold the printer's lock.
+    With `device`, the exchange goes to that character device instead of host:port.
     """
+
+    async def exchange(request: bytes, read: printer_link.ReadReply) -> bytes:
+        if device is not None:
+            return await device.exchange(request, read, timeout=timeout)
+        return await printer_link.exchange(host, port, request, read, timeout=timeout)
+
     request = b"".join(status_requests(command_set))
     if command_set is CommandSet.ESCPOS:
         if only_first:
             request = request[:3]  # DLE EOT 1 (§2.1)
         read = _dle_eot_replies(0.0 if only_first else min(REST_REPLIES_S, timeout / 2))
-        reply = await printer_link.exchange(host, port, request, read, timeout=timeout)
+        reply = await exchange(request, read)
         # One byte per DLE EOT n, in request order (§2.1); keep the well-formed ones.
         return parse_dle_eot(reply[: _leading_valid(reply)])
-    return parse_star_asb(
-        await printer_link.exchange(host, port, request, printer_link.read_asb, timeout=timeout)
-    )
+    return parse_star_asb(await exchange(request, printer_link.read_asb))
 
 
 def _dle_eot_replies(rest_timeout: float) -> printer_link.ReadReply:
@@ -125,8 +137,11 @@ class Prober:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        devices: DeviceLinks | None = None,
     ) -> None:
         self.printers = dict(printers)
+        # Printers on a character device, shared with the dispatcher (keep_open).
+        self.devices = DeviceLinks() if devices is None else devices
         self.settings = settings
         self.locks = locks
         self.resolve = resolve
@@ -136,7 +151,7 @@ class Prober:
         self.clock = clock
         self.sleep = sleep
         self.timeout = min(PROBE_TIMEOUT_S, max(0.1, settings.interval_s * 0.8))
-        self.health = {pid: health.unknown(pid, p.host) for pid, p in printers.items()}
+        self.health = {pid: health.unknown(pid, p.host or p.device) for pid, p in printers.items()}
         self.published: dict[str, PrinterHealth] = {}
         self.alerts: list[health.Alert] = []
         self.probes = 0
@@ -172,7 +187,7 @@ class Prober:
             task = self._tasks.pop(pid, None)
             if task is not None:
                 task.cancel()
-            self.health[pid] = health.unknown(pid, printer.host)
+            self.health[pid] = health.unknown(pid, printer.host or printer.device)
             self._watch[pid] = DrawerWatch()
             self._partial[pid] = None
             self._quiet.setdefault(pid, QuietLog(log))
@@ -210,7 +225,8 @@ class Prober:
     async def probe(self, printer_id: str) -> PrinterHealth:
         """Probe one printer now (under its lock), update its health, publish what changed."""
         printer = self.printers[printer_id]
-        address: Address | None = self.resolve(printer_id)
+        device = self.devices.for_printer(printer)
+        address: Address | None = (device.path, 0) if device else self.resolve(printer_id)
         previous = self.health[printer_id]
         if address is None:
             current = health.unreachable(
@@ -224,7 +240,12 @@ class Prober:
                 only_first = partial is not None and partial % FULL_STATUS_EVERY != 0
                 try:
                     status = await query_status(
-                        printer.command_set, host, port, timeout=self.timeout, only_first=only_first
+                        printer.command_set,
+                        host,
+                        port,
+                        timeout=self.timeout,
+                        only_first=only_first,
+                        device=device,
                     )
                 except (PrinterUnreachable, StatusError) as exc:
                     reason = exc.reason if isinstance(exc, PrinterUnreachable) else str(exc)

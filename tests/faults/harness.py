@@ -76,6 +76,7 @@ def write_config(
     client_id: str = "drawer-agent-faults",
     urls: list[str] | None = None,
     protocol: str = "5",
+    printer_options: str = "",
 ) -> Path:
     """A TOML config for `python -m agent run`: loopback broker(s), HTTP on port 0."""
     lines = [
@@ -99,6 +100,8 @@ def write_config(
     for pid, port in printers.items():
         lines += [f"[printers.{pid}]", 'host = "127.0.0.1"', f"port = {port}"]
         lines.append('command_set = "escpos"')
+        if printer_options:
+            lines.append(printer_options)
     lines.append("[terminals]")
     lines += [f'{t} = "{p}"' for t, p in terminals.items()]
     path.write_text("\n".join(lines) + "\n")

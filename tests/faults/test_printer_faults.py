@@ -54,7 +54,14 @@ class DelayedReader:
 
 @contextlib.asynccontextmanager
 async def shop(
-    mosquitto: Any, tmp_path: Any, procs: list[AgentProcess], port: int, dispatch: str | None = None
+    mosquitto: Any,
+    tmp_path: Any,
+    procs: list[AgentProcess],
+    port: int,
+    dispatch: str | None = None,
+    *,
+    max_age_s: float = MAX_AGE_S,
+    printer_options: str = "",
 ) -> AsyncIterator[ReliablePos]:
     """One printer `p` on terminal T1, the agent as a subprocess, a POS; yields the POS."""
     kwargs = {"dispatch": dispatch} if dispatch else {}
@@ -64,7 +71,8 @@ async def shop(
         printers={"p": port},
         terminals={"T1": "p"},
         db=tmp_path / "ledger.db",
-        max_age_s=MAX_AGE_S,
+        max_age_s=max_age_s,
+        printer_options=printer_options,
         **kwargs,
     )
     agent = AgentProcess(config)
@@ -162,10 +170,34 @@ async def test_resetting_printer_until_the_deadline_fails_without_a_pulse(
     assert len(vp.pulses) == 1
 
 
-async def test_silent_printer_is_written_once_and_never_retried(mosquitto, tmp_path, agent_proc):
+# A printer that accepts but does not answer the pre-kick status request gets no kick at
+# all: nothing is left in its buffer to open the drawer when it wakes up (issue 9). The
+# attempts are retried until the deadline (a short max_age_s here keeps the test short).
+SHORT_AGE_S = 4.0
+
+
+async def test_silent_printer_gets_no_kick_byte_and_fails_at_the_deadline(
+    mosquitto, tmp_path, agent_proc
+):
     async with (
         VirtualPrinterServer(name="p", behaviour=Behaviour.SILENT) as vp,
-        shop(mosquitto, tmp_path, agent_proc, vp.port) as pos,
+        shop(mosquitto, tmp_path, agent_proc, vp.port, max_age_s=SHORT_AGE_S) as pos,
+    ):
+        ack = await outcome(pos, event("T1"))
+        connections = vp.connections
+    print(f"\nsilent: {ack['status']} attempts={ack['attempts']} detail={ack['detail']!r}")
+    assert ack["status"] == "failed"
+    assert "no status reply before the kick" in ack["detail"]
+    assert vp.pulses == [] and vp.printer.kicks_received == 0
+    assert connections >= 1
+
+
+async def test_silent_printer_without_precheck_is_written_once_and_never_retried(
+    mosquitto, tmp_path, agent_proc
+):
+    async with (
+        VirtualPrinterServer(name="p", behaviour=Behaviour.SILENT) as vp,
+        shop(mosquitto, tmp_path, agent_proc, vp.port, printer_options="precheck = false") as pos,
     ):
         ack = await outcome(pos, event("T1"))
         connections = vp.connections
@@ -182,10 +214,24 @@ async def test_silent_printer_is_written_once_and_never_retried(mosquitto, tmp_p
     assert connections >= 1
 
 
-async def test_printer_that_wakes_up_after_the_timeout_pulses_once(mosquitto, tmp_path, agent_proc):
+async def test_printer_that_wakes_up_late_gets_no_late_kick(mosquitto, tmp_path, agent_proc):
     async with (
         DelayedReader(delay=2.0) as slow,  # longer than write_timeout_s
-        shop(mosquitto, tmp_path, agent_proc, slow.port) as pos,
+        shop(mosquitto, tmp_path, agent_proc, slow.port, max_age_s=SHORT_AGE_S) as pos,
+    ):
+        ack = await outcome(pos, event("T1"))
+    print(f"\nwedged then wakes: {ack['status']} attempts={ack['attempts']} {ack['detail']!r}")
+    assert ack["status"] == "failed" and "no status reply" in ack["detail"]
+    # It read only status requests when it woke: no pulse, none buffered.
+    assert slow.pulses == [] and slow.printer.kicks_received == 0
+
+
+async def test_printer_that_wakes_up_after_the_timeout_pulses_once_without_precheck(
+    mosquitto, tmp_path, agent_proc
+):
+    async with (
+        DelayedReader(delay=2.0) as slow,  # longer than write_timeout_s
+        shop(mosquitto, tmp_path, agent_proc, slow.port, printer_options="precheck = false") as pos,
     ):
         ack = await outcome(pos, event("T1"))
         await eventually(lambda: len(slow.pulses) >= 1)

@@ -23,6 +23,8 @@ class Decider:
     """The dispatcher's side of the callback: decide with the pure core, remember it."""
 
     def __init__(self, command_set, *, realtime, only_first=False, timeout=0.5):
+        # DLE EOT 1 and 2 in one request here: this exercises the link's decide callback;
+        # the dispatcher asks DLE EOT 2 only after an offline DLE EOT 1 (needs_cause).
         self.command_set = command_set
         self.realtime = realtime
         self.decisions = []
@@ -32,7 +34,11 @@ class Decider:
             else printer_link.read_asb
         )
         self.check = printer_link.Precheck(
-            precheck.request(command_set, only_first=only_first), reply, self.decide, timeout
+            precheck.request(command_set)
+            + (b"" if only_first or command_set is not ESCPOS else precheck.CAUSE_REQUEST),
+            reply,
+            timeout,
+            self.decide,
         )
 
     def decide(self, reply):
@@ -44,7 +50,8 @@ class Decider:
 def confirm_for(command_set):
     # The confirm asks what the pre-check asks: DLE EOT 2 names the cause when offline.
     if command_set is ESCPOS:
-        return printer_link.Confirm(precheck.request(ESCPOS), printer_link.read_up_to(2, 0.1))
+        request = precheck.request(ESCPOS) + precheck.CAUSE_REQUEST
+        return printer_link.Confirm(request, printer_link.read_up_to(2, 0.1))
     return printer_link.Confirm(precheck.request(command_set), printer_link.read_asb)
 
 

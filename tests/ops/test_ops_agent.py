@@ -327,8 +327,9 @@ async def test_paper_out_still_pulses_real_time_where_supported(tmp_path, mosqui
                     assert r.status == 200
             [rt_pulse] = await rt.wait_for_pulses(1)
             assert rt_pulse.realtime is True  # DLE DC4 1 m t (PROTOCOLS §1.2)
-            # The plain printer (no DLE DC4) is left to the pre-kick status check's tests:
-            # an ESC p sent to it waits in its buffer while it is offline (issue 9).
+            # The plain printer (no DLE DC4) gets nothing: an ESC p would wait in its buffer
+            # while it is offline and fire late (issue 9, tests/integration/test_precheck_agent).
+            assert plain.pulses == [] and plain.printer.kicks_received == 0
             status = json.loads(await _retained(settings, "rt"))
             assert (status["online"], status["paper"]) == (False, "out")
 

@@ -4,6 +4,7 @@ import pytest
 
 from agent.core.commands import CommandSet, drawer_kick, realtime_drawer_kick
 from agent.core.precheck import (
+    CAUSE_REQUEST,
     AfterKick,
     Decision,
     Verdict,
@@ -11,6 +12,7 @@ from agent.core.precheck import (
     decide,
     decide_reply,
     kick_bytes,
+    needs_cause,
     parse,
     request,
 )
@@ -99,9 +101,24 @@ def test_details_name_the_form_and_the_cause():
 
 
 def test_requests():
-    assert request(ESCPOS) == b"\x10\x04\x01\x10\x04\x02"
-    assert request(ESCPOS, only_first=True) == b"\x10\x04\x01"
+    assert request(ESCPOS) == b"\x10\x04\x01"
+    assert CAUSE_REQUEST == b"\x10\x04\x02"
     assert request(STAR) == request(CommandSet.STAR_PRNT) == b"\x1b\x06\x01"
+
+
+@pytest.mark.parametrize(
+    ("command_set", "reply", "expected"),
+    [
+        (ESCPOS, escpos_reply(cover=True, n=(1,)), True),  # offline: ask DLE EOT 2
+        (ESCPOS, escpos_reply(n=(1,)), False),  # online: one round trip only
+        (ESCPOS, escpos_reply(cover=True), False),  # the cause is already there
+        (ESCPOS, b"\x00", False),  # not a status byte
+        (ESCPOS, None, False),
+        (STAR, star_reply(cover=True), False),  # the ASB says everything
+    ],
+)
+def test_needs_cause(command_set, reply, expected):
+    assert needs_cause(command_set, reply) is expected
 
 
 def test_parse_takes_the_leading_status_bytes_only():
@@ -128,5 +145,4 @@ def test_check_confirm(decision, command_set, reply, result):
     check = check_confirm(decision, command_set, reply)
     assert check.result is result
     if result is AfterKick.HELD:
-        assert check.detail.startswith("delivery uncertain")
-        assert "opened" not in check.detail
+        assert "right after the kick" in check.detail and "buffer" in check.detail
