@@ -23,6 +23,7 @@ ORDER = (
     "fleet.md",
     "clients.md",
     "console.md",
+    "precheck.md",
 )
 
 
