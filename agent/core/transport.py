@@ -24,8 +24,22 @@ class DeviceKind(enum.StrEnum):
     TTY = "tty"
 
 
-def device_kind(path: str) -> DeviceKind:
-    """The kind of device at `path` (pass the resolved path where a symlink may hide it)."""
+# The character-device major of usblp nodes (USB_MAJOR, Documentation/admin-guide/devices.txt:
+# "180 char USB devices ... 0 = /dev/usb/lp0 First USB printer").
+USB_MAJOR = 180
+USBLP_MINORS = range(16)
+
+
+def device_kind(path: str, *, major: int | None = None, minor: int | None = None) -> DeviceKind:
+    """The kind of device at `path` (pass the resolved path where a symlink may hide it).
+
+    `major`/`minor`, when the caller could stat the node, win over the name: a node passed
+    into a container under another name (docker `devices:`) is still usblp.
+    """
+    if major is not None:
+        if major == USB_MAJOR and minor in USBLP_MINORS:
+            return DeviceKind.USBLP
+        return DeviceKind.TTY
     name = PurePosixPath(path).name
     parent = PurePosixPath(path).parent.name
     if USBLP_NAME.match(name) and (parent in ("usb", "dev") or name.startswith("receipt-")):

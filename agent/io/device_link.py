@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import stat
 import termios
 import time
 from collections.abc import AsyncIterator
@@ -255,8 +256,16 @@ class DeviceLink:
 
     @property
     def kind(self) -> DeviceKind:
-        """usblp or tty, from the path the configured name resolves to (unless given)."""
-        return self._kind or device_kind(os.path.realpath(self.path))
+        """usblp or tty: from the node's device number when it exists, else from its name."""
+        if self._kind is not None:
+            return self._kind
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return device_kind(os.path.realpath(self.path))
+        if not stat.S_ISCHR(st.st_mode):
+            return device_kind(os.path.realpath(self.path))
+        return device_kind(self.path, major=os.major(st.st_rdev), minor=os.minor(st.st_rdev))
 
     @contextlib.asynccontextmanager
     async def connect(

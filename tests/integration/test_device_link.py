@@ -246,3 +246,29 @@ async def test_emulate_pty_cli_prints_a_path_that_takes_a_kick():
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_cli_kick_of_a_configured_tty_printer(tmp_path):
+    async with PtyPrinter() as vp:
+        cfg = tmp_path / "shop.toml"
+        cfg.write_text(
+            'shop_id = "s"\n[state]\n'
+            f'path = "{tmp_path / "l.db"}"\n'
+            f'[printers.front]\ndevice = "{vp.path}"\nmodel = "epson-tm-t20iii"\n'
+            '[terminals]\nT1 = "front"\n'
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "kick",
+            "front",
+            "--config",
+            str(cfg),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert f"on {vp.path}" in out.decode()
+    assert len(vp.pulses) == 1

@@ -37,3 +37,16 @@ def test_device_kind(path, kind):
 def test_check_device_path(path, problem):
     found = check_device_path(path)
     assert (found is None) if problem is None else (problem in found)
+
+
+@pytest.mark.parametrize(
+    ("path", "major", "minor", "kind"),
+    [
+        ("/dev/drawer-printer", 180, 0, DeviceKind.USBLP),  # usblp renamed by docker devices:
+        ("/dev/drawer-printer", 188, 0, DeviceKind.TTY),  # ttyUSB
+        ("/dev/usb/lp0", 180, 96, DeviceKind.TTY),  # major 180, not a printer minor
+        ("/dev/usb/lp0", 166, 0, DeviceKind.TTY),  # the number wins over the name
+    ],
+)
+def test_device_number_wins_over_the_name(path, major, minor, kind):
+    assert device_kind(path, major=major, minor=minor) is kind
