@@ -228,6 +228,15 @@ class HttpSettings:
     token: str | None = setting(
         None, doc="bearer token of the HTTP API", secret=True, from_file=True, length=(16, None)
     )
+    cert_file: str | None = setting(
+        None, doc="PEM certificate chain: serve the console and API over HTTPS", length=(1, None)
+    )
+    key_file: str | None = setting(None, doc="PEM private key of cert_file", length=(1, None))
+
+    @property
+    def tls(self) -> bool:
+        """True when the console and API are served over HTTPS."""
+        return self.cert_file is not None
 
     @property
     def host(self) -> str:
@@ -598,6 +607,9 @@ def _http(sec: Section) -> HttpSettings:
         host = host.strip("[]")
         if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
             raise ConfigError(sec.key("listen"), f"{settings.listen!r} must be host:port")
+        if (settings.cert_file is None) != (settings.key_file is None):
+            missing = "key_file" if settings.key_file is None else "cert_file"
+            raise ConfigError(sec.key(missing), "set both cert_file and key_file, or neither")
         return settings
 
 

@@ -8,6 +8,7 @@ answer only when the agent listens on loopback.
 from __future__ import annotations
 
 import hmac
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from agent.core.settings import HttpSettings
 from agent.core.views import Commands, ReadModel
 from agent.io.console import Backend, ConsoleOptions, setup_console
 from agent.io.metrics import CONTENT_TYPE
+from agent.io.tls import server_context
 
 VIEW: web.AppKey[ReadModel] = web.AppKey("view")
 COMMANDS: web.AppKey[Commands] = web.AppKey("commands")
@@ -181,11 +183,15 @@ class HttpServer:
     @property
     def url(self) -> str:
         """Base URL with the port actually bound."""
-        return f"http://{self.settings.host}:{self.port}"
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://{self.settings.host}:{self.port}"
 
     async def __aenter__(self) -> HttpServer:
         app = make_app(self.settings, self.view, self.commands, self.console, self.shop_id)
-        self._runner, self.port = await _serve(app, self.settings.host, self.settings.port)
+        context = None
+        if self.settings.cert_file is not None and self.settings.key_file is not None:
+            context = server_context(self.settings.cert_file, self.settings.key_file)
+        self._runner, self.port = await _serve(app, self.settings.host, self.settings.port, context)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -229,11 +235,14 @@ class MetricsServer:
             self._runner = None
 
 
-async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start `app` on host:port (0 = any free port); the runner and the port bound."""
+async def _serve(
+    app: web.Application, host: str, port: int, context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start `app` on host:port (0 = any free port), over TLS with `context`; the runner and
+    the port bound."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=context)
     try:
         await site.start()
     except OSError:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from agent.core.errors import ConfigError
 from agent.core.fieldspec import EnvValue
 from agent.core.settings import Settings, user_tables, validate
+from agent.io.tls import server_context
 
 ENV_PREFIX = "DRAWER_AGENT_"
 # Not settings: the path of the file itself.
@@ -29,7 +31,16 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
             raise ConfigError(str(path), f"is not valid TOML: {exc}") from None
     apply_env(raw, env or {})
     base = path.parent if path is not None else Path.cwd()
-    return validate(raw, lambda p: (base / p).read_bytes(), check_keys=_check_keys)
+    settings = validate(raw, lambda p: (base / p).read_bytes(), check_keys=_check_keys)
+    http = settings.http
+    if http.cert_file is not None and http.key_file is not None:
+        # Relative to the config file, like every other file it names; loaded once here so
+        # a bad certificate stops check-config and run with exit 2.
+        cert, key = str(base / http.cert_file), str(base / http.key_file)
+        server_context(cert, key)
+        http = replace(http, cert_file=cert, key_file=key)
+        settings = replace(settings, http=http)
+    return settings
 
 
 def _check_keys(hs256: Mapping[str, bytes], es256: Mapping[str, bytes]) -> object:
