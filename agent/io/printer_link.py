@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -129,15 +131,95 @@ class Session:
         )
 
 
+class Early:
+    """A connection whose SYN left before the ledger commits (issue 12: overlap).
+
+    `start()` sends the SYN at once, without a loop turn, so the TCP handshake with the
+    printer runs while the claim is committed; `connect(..., early=...)` finishes it.
+    Nothing is written on it until then. `close()` when it is not used.
+    """
+
+    def __init__(self, host: str, port: int, sock: socket.socket) -> None:
+        self.host = host
+        self.port = port
+        self.sock = sock
+
+    @classmethod
+    def start(cls, host: str, port: int) -> Early | None:
+        """Begin connecting to a numeric IP address; None when that cannot start now."""
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            return None
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex((host, port))
+        except (OSError, ValueError):  # a host name (resolving would block) or a bad address
+            sock.close()
+            return None
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            return None
+        return cls(host, port, sock)
+
+    def close(self) -> None:
+        """Drop it unused (nothing was written)."""
+        self.sock.close()
+
+    async def finish(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Wait for the handshake; the streams, or PrinterUnreachable (nothing sent)."""
+        loop = asyncio.get_running_loop()
+        writable: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def ready() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(fd, ready)
+        try:
+            async with asyncio.timeout(timeout):
+                await writable
+        except TimeoutError:
+            self.close()
+            raise PrinterUnreachable(self.host, self.port, "connect timed out") from None
+        finally:
+            loop.remove_writer(fd)
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.close()
+            raise PrinterUnreachable(
+                self.host, self.port, _describe(OSError(err, os.strerror(err)))
+            )
+        try:
+            return await asyncio.open_connection(sock=self.sock)
+        except OSError as exc:
+            self.close()
+            raise PrinterUnreachable(self.host, self.port, _describe(exc)) from None
+
+
 @contextlib.asynccontextmanager
 async def connect(
-    host: str, port: int, *, connect_timeout: float, write_timeout: float
+    host: str,
+    port: int,
+    *,
+    connect_timeout: float,
+    write_timeout: float,
+    early: Early | None = None,
 ) -> AsyncIterator[Session]:
     """`async with connect(...) as session:` a connection, closed when the block exits.
 
-    Raises PrinterUnreachable when no connection is made: nothing was sent.
+    With `early` (started for this host and port), its handshake is finished instead of a
+    new connect. Raises PrinterUnreachable when no connection is made: nothing was sent.
     """
-    reader, writer = await _connect(host, port, connect_timeout)
+    if early is not None and (early.host, early.port) == (host, port):
+        reader, writer = await early.finish(connect_timeout)
+    else:
+        if early is not None:
+            early.close()
+        reader, writer = await _connect(host, port, connect_timeout)
     try:
         _no_delay(writer)
         yield Session(host, port, reader, writer, write_timeout)

@@ -20,6 +20,14 @@ class Lane(Protocol):
         """True when the printer's lane can take one more job."""
         ...
 
+    def warm(self, printer_id: str) -> None:
+        """Start connecting for the job about to be claimed (or do nothing)."""
+        ...
+
+    def cool(self, printer_id: str) -> None:
+        """The job `warm` was for will not be queued."""
+        ...
+
     def submit(self, job: Job, printer: PrinterSettings | None = None) -> None:
         """Queue a job (after has_room, with no await in between); `printer` overrides the
         saved settings for this one job."""
@@ -67,18 +75,26 @@ class Admission:
         refused = admit(ticket, has_room=room, limiter=self.limiter)
         if refused is not None:
             return refused
-        existing = self.ledger.claim(
-            event_id=ticket.event_id,
-            type_=ticket.type,
-            terminal_id=ticket.terminal_id,
-            printer_id=ticket.printer_id,
-            occurred_at=ticket.occurred_at,
-            received_at=ticket.received_at,
-            deadline=ticket.deadline,
-            detail=ticket.detail,
-            source=ticket.source,
-        )
+        # The printer's SYN leaves now and its handshake runs while the claim commits;
+        # nothing is written to the printer before the kick table says so.
+        self.lane.warm(ticket.printer_id)
+        try:
+            existing = self.ledger.claim(
+                event_id=ticket.event_id,
+                type_=ticket.type,
+                terminal_id=ticket.terminal_id,
+                printer_id=ticket.printer_id,
+                occurred_at=ticket.occurred_at,
+                received_at=ticket.received_at,
+                deadline=ticket.deadline,
+                detail=ticket.detail,
+                source=ticket.source,
+            )
+        except BaseException:
+            self.lane.cool(ticket.printer_id)
+            raise
         if existing is not None:
+            self.lane.cool(ticket.printer_id)
             return self._duplicate(existing.track())
         step = lifecycle.next_step(
             lifecycle.received(ticket.deadline), lifecycle.Claimed(), ticket.received_at

@@ -104,6 +104,8 @@ class Dispatcher:
         for pid in printers:
             self._add_lane(pid)
         self._idle = asyncio.Event()
+        # SYNs sent for the next job of an idle lane before its claim commits (warm()).
+        self._early: dict[str, printer_link.Early] = {}
         self._idle.set()
 
     def has_room(self, printer_id: str) -> bool:
@@ -119,6 +121,45 @@ class Dispatcher:
         self._idle.clear()
         snapshot = printer or self.printers[job.printer_id]
         self.queues[job.printer_id].queue.put_nowait((job, snapshot))
+
+    def warm(self, printer_id: str) -> None:
+        """Send the SYN for the next job now, before its claim commits (issue 12, item 2).
+
+        Only for an idle lane of a LAN printer whose lock nobody holds: a single-session
+        NIC (PROTOCOLS §3) must never see this beside another connection. Nothing is
+        written on it until the kick table says Write, after 'sending' is durable.
+        """
+        pq = self.queues.get(printer_id)
+        printer = self.printers.get(printer_id)
+        if (
+            pq is None
+            or printer is None
+            or pq.busy
+            or pq.sensing
+            or not pq.queue.empty()
+            or printer_id in self._early
+            or self.locks[printer_id].locked()
+            or self.devices.for_printer(printer) is not None
+        ):
+            return
+        address = self._address(printer)
+        if address is not None:
+            early = printer_link.Early.start(*address)
+            if early is not None:
+                self._early[printer_id] = early
+
+    def cool(self, printer_id: str) -> None:
+        """The job `warm` was for will not come (a duplicate, a ledger error): close it."""
+        early = self._early.pop(printer_id, None)
+        if early is not None:
+            early.close()
+
+    def _address(self, printer: PrinterSettings) -> Address | None:
+        # A printer followed by identity is wherever discovery last saw it; one with a
+        # fixed host is where it was when the job was queued.
+        if printer.host is not None and printer.match is None:
+            return (printer.host, printer.port)
+        return self.resolve(printer.id)
 
     def update(self, printers: Mapping[str, PrinterSettings]) -> None:
         """A mapping change: new printers get a lane at once; removed ones finish their queue."""
@@ -150,6 +191,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Run one worker per printer until cancelled."""
+        try:
+            await self._run()
+        finally:
+            for pid in list(self._early):
+                self.cool(pid)
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for pid in list(self.queues):
@@ -259,22 +307,20 @@ class Dispatcher:
         def then(event: lifecycle.Input, on: Track = track) -> lifecycle.Step:
             return lifecycle.next_step(on, event, self.clock())
 
-        # A printer on a character device is opened by its path. A printer followed by
-        # identity is wherever discovery last saw it; one with a fixed host is where it was
-        # when the job was queued.
+        # A printer on a character device is opened by its path.
         device = self.devices.for_printer(printer)
-        address = (
-            None
-            if device is not None
-            else (printer.host, printer.port)
-            if printer.host is not None and printer.match is None
-            else self.resolve(job.printer_id)
-        )
+        address = None if device is not None else self._address(printer)
+        early = self._early.pop(job.printer_id, None)
+        if early is not None and (address is None or track.attempts != 1):
+            early.close()  # started for a first attempt on the LAN only
+            early = None
         if device is None and address is None:
             reason = "printer address unknown (waiting for discovery to find it)"
             return then(lifecycle.NoAddress(reason, self._retry_at(track))), None, False
         timeout = attempt_timeout(self.settings.connect_timeout_s, self.clock(), job.deadline)
         if timeout is None:
+            if early is not None:
+                early.close()
             return then(lifecycle.Connected()), None, False  # the table finishes it: no time left
         write_timeout = self.settings.write_timeout_s
         opener: AbstractAsyncContextManager[printer_link.Session | DeviceSession]
@@ -283,7 +329,11 @@ class Dispatcher:
         else:
             assert address is not None
             opener = printer_link.connect(
-                address[0], address[1], connect_timeout=timeout, write_timeout=write_timeout
+                address[0],
+                address[1],
+                connect_timeout=timeout,
+                write_timeout=write_timeout,
+                early=early,
             )
         decision: precheck.Decision | None = None
         payload, realtime = kick.payload, kick.realtime
