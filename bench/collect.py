@@ -15,6 +15,7 @@ RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
 ORDER = (
     "core.md",
+    "core_rerun.md",
     "capture.md",
     "soak.md",
     "discovery.md",
