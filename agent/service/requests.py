@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 ANSWERED_MEMORY = 256
 ANSWERED_FOR_S = 120.0
 REPLAY_WINDOW_S = 300.0
-# The inventory's online and drawer state follow the probes (health.interval_s, 5 s default).
-REFRESH_EVERY_S = 1.0
+# The inventory's online and drawer state follow the probes and the pulses; looked at this
+# often, so a busy shop's drawers do not rewrite a large retained message (and the broker's
+# persistence file with it) every second. The printers' own status topics carry each change.
+REFRESH_EVERY_S = 5.0
 
 _REFUSED_CODES = {
     "invalid": rq.ErrorCode.INVALID,
