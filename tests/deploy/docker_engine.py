@@ -85,6 +85,22 @@ def wait_for(what: str, predicate: Any, timeout: float, detail: Any = lambda: ""
         time.sleep(POLL_S)
 
 
+# docs/deployment.md's backup and restore of the ledger, word for word (a static test checks
+# that the page still shows these). Python's sqlite3 backup API takes a consistent copy while
+# the agent writes (sqlite.org/backup.html); the image has no sqlite3 CLI. Run as the agent's
+# uid in its container, so no file in the volume ends up owned by root.
+LEDGER_BACKUP = (
+    "import pathlib, sqlite3, sys; "
+    "sqlite3.connect('/var/lib/drawer-agent/drawer-agent.db').backup(sqlite3.connect('/tmp/l.db')); "
+    "sys.stdout.buffer.write(pathlib.Path('/tmp/l.db').read_bytes())"
+)
+LEDGER_RESTORE = (
+    "import pathlib, sqlite3, sys; "
+    "pathlib.Path('/tmp/l.db').write_bytes(sys.stdin.buffer.read()); "
+    "sqlite3.connect('/tmp/l.db').backup(sqlite3.connect('/var/lib/drawer-agent/drawer-agent.db'))"
+)
+
+
 # --- the daemon --------------------------------------------------------------------------------
 
 
@@ -186,11 +202,12 @@ PYTHON = StandIn(
 )
 # eclipse-mosquitto:2.0.20: the official image reads /mosquitto/config/mosquitto.conf and
 # keeps /mosquitto/data and /mosquitto/log owned by the mosquitto user, which the broker
-# drops to when started as root (its default `user mosquitto`). Debian ships 2.0.11.
+# drops to when started as root (its default `user mosquitto`), and ships mosquitto_sub and
+# mosquitto_pub (Debian's mosquitto-clients). Debian ships 2.0.11.
 MOSQUITTO = StandIn(
     tag="eclipse-mosquitto:2.0.20",
     variant="essential",
-    include=("mosquitto",),
+    include=("mosquitto", "mosquitto-clients"),
     hooks=(
         'mkdir -p "$1"/mosquitto/config "$1"/mosquitto/data "$1"/mosquitto/log'
         ' && chroot "$1" chown mosquitto:mosquitto /mosquitto/data /mosquitto/log',

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from deploy_helpers import DOCKER, DOCKERFILE, conf_lines, parse_dockerfile
+from docker_engine import LEDGER_BACKUP, LEDGER_RESTORE
 
 COMPOSE = DOCKER / "compose.yaml"
 AGENT_CONFIG = DOCKER / "drawer-agent.toml"
@@ -255,3 +256,11 @@ def _walk(node: Any) -> list[Any]:
     if isinstance(node, list):
         return [v for value in node for v in _walk(value)]
     return [node]
+
+
+def test_deployment_doc_shows_the_ledger_backup_the_runtime_test_runs() -> None:
+    """docs/deployment.md's backup and restore commands are the ones CI runs, word for word."""
+    text = (DOCKER.parent / "docs" / "deployment.md").read_text()
+    for code in (LEDGER_BACKUP, LEDGER_RESTORE):
+        assert f'"{code}"' in text, code
+    assert "run --rm --no-deps -T --entrypoint python3 agent" in text

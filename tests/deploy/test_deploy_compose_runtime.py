@@ -13,11 +13,14 @@ agent only through the port published on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import re
 import secrets
 import select
+import sqlite3
 import stat
 import subprocess
 import tty
@@ -33,6 +36,8 @@ from docker_engine import (
     COMPOSE_FILE,
     COMPOSE_USB_FILE,
     DOCKER_DIR,
+    LEDGER_BACKUP,
+    LEDGER_RESTORE,
     EngineError,
     Project,
     build_project_image,
@@ -41,9 +46,11 @@ from docker_engine import (
     ensure_standins,
     image_ids,
     remove_images,
+    run,
     wait_for,
 )
 
+from agent.io.ledger import MIGRATIONS
 from tests.conftest import free_port
 
 # Above the suite's 120 s: on a new machine the first test's set-up builds the stand-in base
@@ -174,6 +181,86 @@ def test_restart_keeps_the_ledger_and_answers_duplicate(shop: Project) -> None:
     assert pulses(shop) == opened, "a duplicate must not pulse again"
 
 
+class Output:
+    """A process's stdout read as it comes, unbuffered (select + os.read on the pipe)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.proc, self.fd, self.text = proc, proc.stdout.fileno(), ""
+
+    def _read(self) -> None:
+        if select.select([self.fd], [], [], 0.1)[0]:
+            self.text += os.read(self.fd, 65536).decode(errors="replace")
+
+    def wait(self, what: str, found: Any, timeout: float) -> None:
+        """Read until ``found(text)`` is true, or fail after ``timeout`` s showing the text."""
+
+        def done() -> bool:
+            self._read()
+            return bool(found(self.text))
+
+        wait_for(what, done, timeout, lambda: self.text)
+
+
+def jws_claims(text: str) -> str:
+    """The claims (JSON text) of the first JWS compact token in ``text`` (RFC 7515 §7.1)."""
+    for word in text.split():
+        parts = word.split(".")
+        if len(parts) == 3 and all(parts):
+            with contextlib.suppress(ValueError):
+                claims = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+                if claims.startswith(b"{"):
+                    return claims.decode()
+    return ""
+
+
+def test_an_event_published_while_the_agent_is_down_opens_when_it_is_back(shop: Project) -> None:
+    """The broker keeps the event for the agent's persistent session across a stop and start."""
+    shop.wait_healthy("agent")
+    before = pulses(shop)
+    started = shop.inspect(shop.container("agent"))["State"]["StartedAt"]
+    shop.cmd("stop", "agent")
+    password = (DOCKER_DIR / "secrets" / "mqtt_password.example").read_text().strip()
+    # A witness on the broker (the agent's own credentials, another client id): proof that
+    # the event reached the broker while no agent was there to take it. `exec -t`: on a
+    # pipe, mosquitto_sub's stdout is block-buffered and the SUBACK line would come at exit.
+    witness = subprocess.Popen(
+        [shop.docker, "exec", "-t", shop.container("mosquitto"), "mosquitto_sub", "-d", "-h",
+         "127.0.0.1", "-u", "salon-42", "-P", password, "-i", f"ci-witness-{secrets.token_hex(4)}",
+         "-t", "shops/salon-42/cash/events", "-C", "1", "-W", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    seen = Output(witness)
+    event_id = f"ci-down-{secrets.token_hex(4)}"
+    pos: subprocess.Popen[str] | None = None
+    try:
+        seen.wait("the witness subscribed", lambda text: "SUBACK" in text, 60)
+        pos = subprocess.Popen(
+            [*shop.compose, "-p", shop.name, "-f", str(COMPOSE_FILE), "run", "--rm", "-T",
+             "agent", "publish", "--type", "sale", "--terminal", "T1", "--config", CONFIG,
+             "--event-id", event_id, "--timeout", "120"],
+            env=shop.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        seen.wait("the event on the broker", lambda text: event_id in jws_claims(text), 120)
+        assert pos.poll() is None, "an ack came back while the agent was stopped"
+        assert pulses(shop) == before
+
+        shop.cmd("start", "agent")
+        out, err = pos.communicate(timeout=150)
+        assert pos.returncode == 0, err
+        assert json.loads(out[out.find("{") :])["status"] == "opened"
+        wait_for("the pulse", lambda: pulses(shop) == before + 1, 15, lambda: shop.logs("printer"))
+        shop.wait_healthy("agent", not_started_at=started)
+    finally:
+        for proc in (witness, pos):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+            if proc is not None:
+                proc.communicate()
+        shop.cmd("start", "agent", check=False)  # after a failure too: the next tests need it
+
+
 def test_agent_container_is_unprivileged_and_read_only(shop: Project) -> None:
     shop.wait_healthy("agent")
     info = shop.inspect(shop.container("agent"))
@@ -206,6 +293,58 @@ def test_hardening_checks_fail_on_a_container_without_that_hardening(shop: Proje
     cap_eff = re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M)
     assert cap_eff, status
     assert int(cap_eff.group(1), 16) != 0
+
+
+def in_agent_volume(shop: Project, code: str, stdin: bytes = b"") -> bytes:
+    """`compose run --rm --no-deps -T --entrypoint python3 agent -c CODE`, bytes in and out."""
+    result = subprocess.run(
+        [*shop.compose, "-p", shop.name, "-f", str(COMPOSE_FILE), "run", "--rm", "--no-deps",
+         "-T", "--entrypoint", "python3", "agent", "-c", code],
+        input=stdin, capture_output=True, env=shop.env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+def ledger_rows(copy: bytes, folder: Path) -> tuple[int, dict[str, str]]:
+    """(schema version, {event_id: status}) of a ledger file's bytes."""
+    path = folder / f"ledger-{secrets.token_hex(4)}.db"
+    path.write_bytes(copy)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        return version, dict(db.execute("SELECT event_id, status FROM events").fetchall())
+
+
+def test_ledger_backup_restores_into_a_new_volume_and_container(
+    shop: Project, tmp_path: Path
+) -> None:
+    """The upgrade path: back up, remove container and volume, restore, new container: duplicate."""
+    shop.wait_healthy("agent")
+    event_id = f"ci-backup-{secrets.token_hex(4)}"
+    code, ack = publish(shop, event_id)
+    assert (code, ack["status"]) == (0, "opened"), ack
+    wait_for("the pulse", lambda: pulses(shop) >= 1, 15, lambda: shop.logs("printer"))
+    opened = pulses(shop)
+
+    backup = in_agent_volume(shop, LEDGER_BACKUP)  # while the agent runs
+    assert backup.startswith(b"SQLite format 3\x00")
+    version, rows = ledger_rows(backup, tmp_path)
+    assert version == len(MIGRATIONS)
+    assert rows[event_id] == "opened"
+    assert f"ci-backup-never-{secrets.token_hex(4)}" not in rows  # negative control
+
+    volume = f"{shop.name}_agent-state"
+    shop.cmd("rm", "-s", "-f", "agent")
+    run([shop.docker, "volume", "rm", volume])
+    assert run([shop.docker, "volume", "inspect", volume], check=False).returncode != 0
+    in_agent_volume(shop, LEDGER_RESTORE, backup)  # compose creates the volume afresh
+    assert ledger_rows(in_agent_volume(shop, LEDGER_BACKUP), tmp_path)[1][event_id] == "opened"
+
+    shop.cmd("up", "-d", "--no-build", "--no-deps", "agent")
+    shop.wait_healthy("agent")
+    code, ack = publish(shop, event_id)
+    assert (code, ack["status"]) == (3, "duplicate"), ack
+    assert pulses(shop) == opened, "a restored ledger must not pulse again"
 
 
 @pytest.fixture
