@@ -25,6 +25,7 @@ ORDER = (
     "clients.md",
     "console.md",
     "precheck.md",
+    "docker.md",
 )
 
 
