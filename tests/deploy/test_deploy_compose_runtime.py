@@ -23,8 +23,10 @@ import select
 import sqlite3
 import stat
 import subprocess
+import sys
 import tty
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import Any
 
 import pytest
 from container_checks import PROBE, Hardening, inspect_problems, probe_problems, probe_spec
+from deploy_helpers import scrubbed_env
 from docker_engine import (
     COMPOSE_FILE,
     COMPOSE_USB_FILE,
@@ -147,8 +150,14 @@ def test_agent_becomes_healthy_and_answers_on_the_published_port(shop: Project) 
     status, body = http_get(shop.http_port, "/api/printers", token)
     assert status == 200, body
     assert b'"front"' in body
-    # HOOK (issue 14, console part): once the web console exists, GET its login page here
-    # through the same published port and assert it answers 200 with the login form.
+    # The installer console is served on the same port: its login page answers, and a
+    # console page without a session sends the browser there (negative control).
+    status, body = http_get(shop.http_port, "/login")
+    assert status == 200, body
+    assert b'<form method="post" action="/login">' in body
+    assert b'name="secret" type="password"' in body
+    with urllib.request.urlopen(f"http://127.0.0.1:{shop.http_port}/shop", timeout=5) as page:
+        assert urllib.parse.urlsplit(page.geturl()).path == "/login"
 
 
 def test_a_drawer_opens_from_a_container(shop: Project) -> None:
@@ -466,3 +475,60 @@ def test_compose_usb_file_names_a_device_only_when_asked(shop: Project) -> None:
     assert "DRAWER_AGENT_PRINTER_DEVICE" in result.stdout + result.stderr
     with pytest.raises(EngineError):
         shop.cmd("config", files=(COMPOSE_FILE, COMPOSE_USB_FILE))
+
+
+PTY_PATH = re.compile(r"printer on (/dev/pts/\d+);")
+PTY_PULSE = re.compile(r"pty: drawer 1 pulse \d+/\d+ ms")
+
+
+def test_an_agent_configured_with_a_device_opens_the_pty_printer(
+    shop: Project, tmp_path: Path
+) -> None:
+    """The agent in its container, `[printers.front] device = "/dev/drawer-printer"`.
+
+    The printer is `drawer-agent emulate --pty` on the host (a virtual ESC/POS printer on
+    the master side of a kernel pty); its slave is bind-mounted where compose.usb.yaml puts
+    a real device. A pty cannot come in through `devices:` (EIO, see the test above), so
+    this is the agent's device transport over the same path, not the override itself.
+    """
+    shop.wait_healthy("agent")
+    tcp_pulses = pulses(shop)
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "agent", "emulate", "--pty", "--command-set", "escpos"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=scrubbed_env(),
+    )  # fmt: skip
+    seen = Output(emulator)
+    try:
+        seen.wait("the pty printer", PTY_PATH.search, 30)
+        match = PTY_PATH.search(seen.text)
+        assert match
+        path = match.group(1)
+        os.chown(path, AGENT_UID, AGENT_UID)  # the pty's owner, as a real node's group would be
+        config = (DOCKER_DIR / "drawer-agent.toml").read_text()
+        tcp = 'host = "printer"\nport = 9100\n'
+        assert tcp in config
+        (tmp_path / "drawer-agent.toml").write_text(
+            config.replace(tcp, 'device = "/dev/drawer-printer"\n')
+        )
+        override = tmp_path / "compose.device.yaml"
+        override.write_text(
+            "services:\n  agent:\n    volumes:\n"
+            f'      - "{tmp_path / "drawer-agent.toml"}:{CONFIG}:ro"\n'
+            f'      - "{path}:/dev/drawer-printer"\n'
+        )
+        started = shop.inspect(shop.container("agent"))["State"]["StartedAt"]
+        shop.cmd("up", "-d", "--no-build", "--no-deps", "agent", files=(COMPOSE_FILE, override))
+        shop.wait_healthy("agent", not_started_at=started)
+        assert not PTY_PULSE.search(seen.text)
+
+        code, ack = publish(shop, f"ci-device-{secrets.token_hex(4)}")
+        assert (code, ack["status"]) == (0, "opened"), ack
+        seen.wait("the pulse on the pty", PTY_PULSE.search, 30)
+        assert len(PTY_PULSE.findall(seen.text)) == 1
+        assert pulses(shop) == tcp_pulses, "the TCP printer must not pulse"
+    finally:
+        emulator.terminate()
+        emulator.communicate(timeout=30)
+        # Back to compose.yaml's agent for whatever runs next.
+        shop.cmd("up", "-d", "--no-build", "--no-deps", "agent", check=False)
