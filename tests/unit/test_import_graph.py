@@ -3,44 +3,25 @@ only the CLI imports the wiring module."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from tests.unit.test_architecture import first_party_module, imported_names, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
 WIRING = "agent.service.app"
 
 
-def module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
 def graph(root: Path, packages: tuple[str, ...] = ("agent", "discovery")) -> dict[str, set[str]]:
-    """Module → the project modules it imports, anywhere in the file (TYPE_CHECKING too)."""
+    """Module → the project modules it imports, anywhere in the file (TYPE_CHECKING too).
+
+    Names are resolved as the architecture test resolves them. `from pkg import x` yields
+    `pkg` and `pkg.x`; when x is a module, the edge goes to x alone, not to the package.
+    """
     files = {module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
-    edges: dict[str, set[str]] = {m: set() for m in files}
+    edges: dict[str, set[str]] = {}
     for mod, path in files.items():
-        is_pkg = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = mod.split(".")
-                    anchor = anchor[: len(anchor) - node.level + (1 if is_pkg else 0)]
-                    base = ".".join(anchor + ([base] if base else []))
-                # `from agent import dispatcher` imports the module agent.dispatcher.
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
-                           for a in node.names]  # fmt: skip
-            for name in targets:
-                while name and name not in files:
-                    name = name.rpartition(".")[0]  # noqa: PLW2901 - walking up to a module
-                if name and name != mod:
-                    edges[mod].add(name)
+        found = {first_party_module(n, root) for n in imported_names(path, root)} - {"", mod}
+        edges[mod] = {m for m in found if not any(o.startswith(m + ".") for o in found)}
     return edges
 
 
