@@ -92,6 +92,31 @@ class Shop:
     readyz: str
     db: Path
 
+    async def send_while_broken(
+        self,
+    ) -> tuple[dict[str, object], tuple[tuple[int, str], int, object, bool]]:
+        """One event while the ledger is broken: readyz, pulses, its ack, agent alive."""
+        mark = len(self.agent.lines)
+        sent = event("T1")
+        self.pos.send(sent)
+        await self.agent.wait_log(r"ledger error, message left with the broker", after=mark)
+        assert self.agent.proc is not None
+        during = (
+            await _ready(self.http, self.readyz),
+            len(self.vp.pulses),
+            self.pos.final(sent["event_id"]),
+            self.agent.proc.returncode is None,
+        )
+        return sent, during
+
+    async def after_repair(
+        self, sent: dict[str, object]
+    ) -> tuple[bool, dict[str, object], tuple[int, str]]:
+        """Whether the event came back final once the ledger works, its ack, readyz."""
+        recovered = await self.pos.wait_final([sent["event_id"]], 20)
+        ack = self.pos.final(sent["event_id"]) or {"status": "no ack"}
+        return recovered, ack, await _ready(self.http, self.readyz)
+
 
 @contextlib.asynccontextmanager
 async def running_shop(mosquitto, tmp_path, agent_proc, name) -> AsyncIterator[Shop]:
@@ -132,26 +157,15 @@ async def test_corrupted_ledger_under_a_running_agent(
     mosquitto, tmp_path, agent_proc, keep, expected
 ):
     async with running_shop(mosquitto, tmp_path, agent_proc, "pos-corrupt") as shop:
-        agent, vp, pos, http, url, db = (
-            shop.agent, shop.vp, shop.pos, shop.http, shop.readyz, shop.db
-        )  # fmt: skip
+        agent, vp, http, url, db = shop.agent, shop.vp, shop.http, shop.readyz, shop.db
         ready_before = await _ready(http, url)
         await _checkpointed(db)
         good = _snapshot(db)
         _corrupt(db, keep)
-        mark = len(agent.lines)
-        second = event("T1")
-        pos.send(second)
-        await agent.wait_log(r"ledger error, message left with the broker", after=mark)
-        ready_during = await _ready(http, url)
-        pulses_during = len(vp.pulses)
-        acked_during = pos.final(second["event_id"])
-        assert agent.proc is not None
-        alive_during = agent.proc.returncode is None
+        second, during = await shop.send_while_broken()
+        ready_during, pulses_during, acked_during, alive_during = during
         _restore(db, good)
-        recovered = await pos.wait_final([second["event_id"]], 20)
-        ack = pos.final(second["event_id"]) or {"status": "no ack"}
-        ready_after = await _ready(http, url)
+        recovered, ack, ready_after = await shop.after_repair(second)
     print(
         f"\ncorrupt ledger: readyz before={ready_before} during={ready_during} "
         f"after={ready_after}; during: pulses={pulses_during} ack={acked_during} "
@@ -172,25 +186,17 @@ async def test_ledger_write_access_revoked_under_a_running_agent(mosquitto, tmp_
     through a chmod and a busy bind mount refuses a read-only remount, so this is how a
     running agent loses its write access here; the same holds for a full disk."""
     async with running_shop(mosquitto, tmp_path, agent_proc, "pos-revoked") as shop:
-        agent, vp, pos, http, url = shop.agent, shop.vp, shop.pos, shop.http, shop.readyz
+        agent, vp = shop.agent, shop.vp
         assert agent.proc is not None
         pid = agent.proc.pid
         soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
         try:
-            mark = len(agent.lines)
-            second = event("T1")
-            pos.send(second)
-            await agent.wait_log(r"ledger error, message left with the broker", after=mark)
-            ready_during = await _ready(http, url)
-            pulses_during = len(vp.pulses)
-            acked_during = pos.final(second["event_id"])
-            alive_during = agent.proc.returncode is None
+            second, during = await shop.send_while_broken()
         finally:
             resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
-        recovered = await pos.wait_final([second["event_id"]], 20)
-        ack = pos.final(second["event_id"]) or {"status": "no ack"}
-        ready_after = await _ready(http, url)
+        ready_during, pulses_during, acked_during, alive_during = during
+        recovered, ack, ready_after = await shop.after_repair(second)
     print(
         f"\nwrite access revoked: readyz during={ready_during} after={ready_after}; "
         f"during: pulses={pulses_during} ack={acked_during} alive={alive_during}; "
