@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 CHECKPOINT_EVERY_S = 1.0
 STOP_BUDGET_S = 4.5
+# How long a cancelled task gets before it is cancelled again (see cancel_all).
+CANCEL_AGAIN_S = 0.2
 
 
 @dataclass
@@ -323,8 +325,7 @@ async def _serve(agent: Agent, started: Callable[[Agent], None] | None) -> None:
             await agent.stopping.wait()
             await shutdown(agent)
             await agent.console.aclose()
-            for task in tasks:
-                task.cancel()
+            await cancel_all(tasks, STOP_BUDGET_S)
 
 
 def _outcome(metrics: Metrics, manual: list[ManualKicks], outcome: Outcome) -> None:
@@ -401,6 +402,31 @@ async def shutdown(agent: Agent) -> None:
         async with asyncio.timeout(left / 2):
             await agent.acks.flush()
             await publish_status(agent, "offline")
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[None]], budget_s: float) -> None:
+    """Cancel `tasks` and wait for them, cancelling again those a cancel did not end.
+
+    Python 3.11's `asyncio.wait_for` swallows a cancellation that arrives in the loop turn
+    its inner future completes (gh-86296, fixed by the 3.12 rewrite on `asyncio.timeout`):
+    aiomqtt awaits every PUBACK through it, so under load a publishing task can shrug off
+    one cancel, take its next message and wait for ever (seen: an agent that did not stop).
+    Past `budget_s`, the stragglers are logged with where they wait and left to the group.
+    """
+    deadline = time.monotonic() + budget_s
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            for task in pending:
+                frames = task.get_stack(limit=1)
+                where = f"{frames[0].f_code.co_filename}:{frames[0].f_lineno}" if frames else "?"
+                log.error("task %s did not stop when cancelled (at %s)", task.get_name(), where)
+            return
+        await asyncio.wait(pending, timeout=min(left, CANCEL_AGAIN_S))
+        pending = [task for task in pending if not task.done()]
 
 
 async def publish_status(agent: Agent, state: str) -> None:
