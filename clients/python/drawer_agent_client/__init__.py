@@ -4,8 +4,9 @@
         ack = await c.publish({"type": "sale", "terminal_id": "T1"})
 
 It gets right what the raw contract leaves to you: a fresh `event_id` and `occurred_at` when
-missing, the JWS signature, TCP_NODELAY, waiting for the agent's ack (not the broker's PUBACK),
-and re-publishing the *same* payload until that ack arrives, across broker restarts.
+missing, the JWS signature, TCP_NODELAY, TCP_QUICKACK after each read (Linux), waiting for
+the agent's ack (not the broker's PUBACK), and re-publishing the *same* payload until that ack
+arrives, across broker restarts.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import asyncio
 import contextlib
 import json
 import socket
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -49,6 +51,51 @@ ACK_STATUSES = tuple(CONTRACT["$defs"]["Ack"]["properties"]["status"]["enum"])
 REQUESTS = tuple(CONTRACT["requests"])
 _NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _REPLAY = "replay:"
+# Linux only (tcp(7) TCP_QUICKACK); None elsewhere, where the re-arm is skipped.
+TCP_QUICKACK: int | None = (
+    getattr(socket, "TCP_QUICKACK", None) if sys.platform == "linux" else None
+)
+
+AfterRead = Callable[[socket.socket], None]
+
+
+def rearm_quickack(sock: socket.socket) -> None:
+    """ACK what was just read now, not when the delayed-ACK timer fires (tcp(7) TCP_QUICKACK).
+
+    A broker with Nagle on (mosquitto's default, `set_tcp_nodelay false`) holds its next
+    PUBLISH to us, the agent's ack, while its PUBACK to our event is unacknowledged: until our
+    kernel's delayed ACK (up to ~40 ms, bench/results/capture.md). Setting TCP_QUICKACK sends
+    a pending ACK at once, but "is not permanent" (tcp(7)): the kernel goes back to delayed
+    ACKs after our next send, so it is set again after every read.
+    """
+    if TCP_QUICKACK is None:
+        return
+    # A socket that closed under us (broker gone) is handled by paho's own read path.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+
+
+DEFAULT_AFTER_READ: AfterRead | None = rearm_quickack if TCP_QUICKACK is not None else None
+
+
+def after_each_read(paho: Any, after_read: AfterRead) -> None:
+    """Run `after_read(sock)` after every `loop_read()` of the paho client `paho`.
+
+    Every read of paho's socket is a `loop_read()` call: aiomqtt 2.5's reader callback
+    (`Client._on_socket_open`) calls it on the paho client, and so does paho's own network
+    thread (`loop_start`). Its PUBACKs are only queued there and written later, so this runs
+    after the read and before our next send.
+    """
+    read = paho.loop_read
+
+    def loop_read(max_packets: int = 1) -> Any:
+        rc = read(max_packets)
+        sock = paho.socket()
+        if sock is not None:
+            after_read(sock)
+        return rc
+
+    paho.loop_read = loop_read
 
 
 class ClientError(Exception):
@@ -153,6 +200,7 @@ class Client:
         timeout_s: float = 15.0,
         token_ttl_s: int = 30,
         tls_context: Any = None,
+        after_read: AfterRead | None = DEFAULT_AFTER_READ,
     ) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts"):
@@ -177,6 +225,8 @@ class Client:
         self.retry_every_s = retry_every_s
         self.timeout_s = timeout_s
         self.token_ttl_s = token_ttl_s
+        # Run on the MQTT socket after each read of it: the TCP_QUICKACK re-arm on Linux.
+        self.after_read = after_read
         self.publishes = 0  # every PUBLISH of an event or request, retries included
         self.connects = 0
         self._topics = {k: v.replace("{shop_id}", shop_id) for k, v in _TOPICS.items()}
@@ -252,7 +302,7 @@ class Client:
     def _make(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host,
             self.port,
             username=self.username,
@@ -266,6 +316,9 @@ class Client:
             keepalive=30,
             timeout=5,
         )
+        if self.after_read is not None:
+            after_each_read(client._client, self.after_read)
+        return client
 
     async def _on_message(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
