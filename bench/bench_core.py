@@ -12,7 +12,9 @@ woken by their sockets):
 * drawer-agent as it is now and, with `--before-root`, an older tree of it (e.g. a
   `git worktree` of an earlier commit), both run by this harness in the same run;
 * 1, 50 and 500 ev/s, one printer hanging in connect, a sustained rate, the ack path with
-  the drawer-sensor read off and on, and a printer that refuses until the deadline.
+  the drawer-sensor read off and on (and, sensor off on the default broker, with the POS
+  re-arming TCP_QUICKACK after each read as clients/python does), and a printer that
+  refuses until the deadline.
 
 Every bridge runs in its own process; the publisher (this process) stamps `time.time()`
 just before each publish and the printer farm stamps `time.time()` when the kick bytes are
@@ -186,10 +188,11 @@ def event_payload(eid: str, terminal: str) -> str:
 class Publisher:
     """The POS side: a paho client with its network thread, publishing and taking acks."""
 
-    def __init__(self, broker: int, *, nodelay: bool, name: str) -> None:
+    def __init__(self, broker: int, *, nodelay: bool, name: str, quickack: bool = False) -> None:
         import paho.mqtt.client as mqtt
 
         self.nodelay = nodelay
+        self.quickack = quickack
         self.acks: dict[str, list[tuple[str, float]]] = {}
         self.agent_ms: dict[str, float] = {}  # the ack's latency_ms: agent receipt -> write
         self.online: set[str] = set()
@@ -204,6 +207,12 @@ class Publisher:
         # A POS that publishes events and takes QoS 1 acks on one connection should turn
         # Nagle off (README); the bench runs it both ways to show what it costs.
         c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
+        if quickack:
+            # TCP_QUICKACK after each read, with the Python client's own seam (tcp(7)): the
+            # ack is then not held at a Nagle-on broker for our delayed ACK of its PUBACK.
+            from drawer_agent_client import after_each_read, rearm_quickack
+
+            after_each_read(c, rearm_quickack)
         c.loop_start()
         c.subscribe([("shops/+/cash/acks", 1), ("shops/+/agent/status", 1)])
         if not subscribed.wait(10):
@@ -400,6 +409,7 @@ class Case:
     duration: float
     broker: str = "default"  # default | tuned (set_tcp_nodelay true) | bulk (tuned, no limits)
     pos_nodelay: bool = True
+    pos_quickack: bool = False  # the POS re-arms TCP_QUICKACK after each read (Linux)
     agent_set: tuple[str, ...] = ()
     variant: str = ""  # e.g. "sensor off"
 
@@ -672,6 +682,7 @@ class Plan:
                 yield Case(
                     a, "calm", self.matrix_rate, dur, broker, agent_set=off, variant="sensor off"
                 )
+        yield from self.quickack_cases(agents)
         for b in bridges:
             yield Case(b, "sustained", self.sustained_rate, self.sustained_s, broker="bulk")
         for a in agents:
@@ -682,6 +693,21 @@ class Plan:
         for kind in ("hop", "tcp"):
             for rate, dur in self.rate_s.items():
                 yield Case(kind, "floor", rate, dur)
+
+    def quickack_cases(self, agents: tuple[str, ...]) -> Iterator[Case]:
+        """The ack path (sensor off) on the default broker, the POS re-arming quick ACK."""
+        off = ("health.confirm_drawer=false",)
+        for a in agents:
+            yield Case(
+                a,
+                "calm",
+                self.matrix_rate,
+                self.rate_s[self.matrix_rate],
+                "default",
+                pos_quickack=True,
+                agent_set=off,
+                variant="sensor off",
+            )
 
     def matrix_cases(self, agents: tuple[str, ...]) -> Iterator[Case]:
         """Broker Nagle by POS Nagle at one rate (default broker + POS nodelay is in calm)."""
@@ -710,17 +736,20 @@ class Rig:
             )
             for name, tuned in (("default", False), ("tuned", True), ("bulk", True))
         }
-        self.pubs: dict[tuple[str, bool], Publisher] = {}
+        self.pubs: dict[tuple[str, bool, bool], Publisher] = {}
         stack.callback(lambda: [p.close() for p in self.pubs.values()])
         self.n = 0
 
     def pub(self, case: Case) -> Publisher:
         """The POS for this case's broker and Nagle setting."""
-        key = (case.broker, case.pos_nodelay)
+        key = (case.broker, case.pos_nodelay, case.pos_quickack)
         if key not in self.pubs:
-            name = f"{case.broker}-{'nodelay' if case.pos_nodelay else 'nagle'}"
+            name = f"{case.broker}-{pos_label(case)}"
             self.pubs[key] = Publisher(
-                self.brokers[case.broker], nodelay=case.pos_nodelay, name=name
+                self.brokers[case.broker],
+                nodelay=case.pos_nodelay,
+                name=name,
+                quickack=case.pos_quickack,
             )
         return self.pubs[key]
 
@@ -758,6 +787,11 @@ def routes_for(farm: PrinterFarm) -> dict[str, dict[str, tuple[str, int]]]:
     }
 
 
+def pos_label(case: Case) -> str:
+    """The POS socket options of a case: nodelay or nagle, +quickack."""
+    return ("nodelay" if case.pos_nodelay else "nagle") + ("+quickack" if case.pos_quickack else "")
+
+
 def progress(t_start: float, ph: Phase) -> None:
     """One line per phase on stdout."""
     c = ph.case
@@ -765,7 +799,7 @@ def progress(t_start: float, ph: Phase) -> None:
     ackl = f" ack p50={fmt_ms(ph.ack_lat.p50)} p99={fmt_ms(ph.ack_lat.p99)}" if ph.ack_lat else ""
     print(
         f"[{time.monotonic() - t_start:6.1f}s] {c.scenario:9} {c.bridge:6} {c.variant:10}"
-        f" broker={c.broker:7} pos={'nodelay' if c.pos_nodelay else 'nagle':7}"
+        f" broker={c.broker:7} pos={pos_label(c):7}"
         f" {c.rate:>5g}/s n={ph.published:<6} p50={fmt_ms(ph.lat.p50):>7}"
         f" p99={fmt_ms(ph.lat.p99):>7} held={ph.held} loss={ph.loss} dup={ph.dup}"
         f" cpu={ph.cpu_pct:.0f}%{acks}{ackl} load={ph.load}",
