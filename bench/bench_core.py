@@ -102,18 +102,32 @@ async def role_hop(spec: dict[str, Any]) -> None:
         say({json.loads(p)["event_id"]: t for t, p in got})
 
 
-async def role_floor(spec: dict[str, Any]) -> None:
-    """Combined floor: aiomqtt subscriber that connects and writes 5 bytes per event."""
+# ESC/POS DLE EOT 1, real-time printer status: one byte back (Epson ESC/POS command
+# reference, DLE EOT; PROTOCOLS §2.1), the request the agent's pre-kick check sends.
+STATUS_REQUEST = b"\x10\x04\x01"
+
+
+async def role_floor(spec: dict[str, Any], checked: bool = False) -> None:
+    """Combined floor: aiomqtt subscriber that connects and writes 5 bytes per event.
+
+    `checked`: the same, with the status round trip every safe kick needs first (issue 9:
+    DLE EOT 1 and its one-byte reply before the kick), so the agent can be compared with a
+    floor that does the protocol work it must do.
+    """
     import aiomqtt
 
     routes = {k: tuple(v) for k, v in spec["routes"].items()}
     tasks: set[asyncio.Task[None]] = set()
 
     async def kick(host: str, port: int) -> None:
-        with contextlib.suppress(OSError, TimeoutError):
+        with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, w = await asyncio.open_connection(host, port)
+                r, w = await asyncio.open_connection(host, port)
             w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if checked:
+                w.write(STATUS_REQUEST)
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await r.readexactly(1)
             w.write(KICK)
             await w.drain()
             w.close()
@@ -403,7 +417,7 @@ def start_role(
 class Case:
     """One measured cell."""
 
-    bridge: str  # hop | tcp | floor | naive | agent | before
+    bridge: str  # hop | tcp | floor | checked | naive | agent | before
     scenario: str  # floor | calm | hung | sustained | refusing
     rate: float
     duration: float
@@ -669,7 +683,7 @@ class Plan:
         yield from self.floor_cases()
         bridges = ("floor", "naive", *agents)
         for rate, dur in self.rate_s.items():
-            for b in bridges:
+            for b in ("floor", "checked", "naive", *agents):
                 yield Case(b, "calm", rate, dur)
         for rate in self.hung_rates:
             for b in bridges:
@@ -850,9 +864,9 @@ def run_role(role: str, spec: dict[str, Any]) -> None:
     """Entry point of a bridge subprocess."""
     if role == "hop":
         asyncio.run(role_hop(spec))
-    elif role == "floor":
+    elif role in ("floor", "checked"):
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(role_floor(spec))
+            asyncio.run(role_floor(spec, checked=role == "checked"))
     elif role == "naive":
         role_naive(spec)
 
