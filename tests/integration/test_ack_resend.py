@@ -1,10 +1,13 @@
 """One message, one ack: resending unacked acks after a reconnect never doubles an ack."""
 
+import asyncio
+
 from agent.core.acks import Ack, AckStatus
 from agent.core.errors import BrokerError
 from agent.core.topics import Topics
 from agent.io.ledger import Ledger
 from agent.service.intake import AckPublisher
+from tests.waiting import eventually
 
 
 class RecordingLink:
@@ -62,3 +65,54 @@ async def test_ack_failed_while_down_is_resent_once_after_reconnect(tmp_path):
         await acks.flush()
         assert len(link.published) == 1
         assert ledger.unacked() == []
+
+
+class GatedLink(RecordingLink):
+    """Publishes wait at a gate, as they would for the broker's PUBACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.order: list[bytes] = []
+
+    async def publish(self, topic, payload, **kw):
+        self.order.append(payload)  # handed to the client, in this order
+        self.waiting += 1
+        await self.gate.wait()
+        self.waiting -= 1
+        await super().publish(topic, payload, **kw)
+
+
+async def acks_in_flight(tmp_path, window):
+    """Five final events' acks put while the broker holds every PUBACK."""
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        link = GatedLink()
+        acks = AckPublisher(link, Topics("t"), ledger, window=window)
+        ids = [f"e{i}" for i in range(5)]
+        for event_id in ids:
+            final(ledger, event_id)
+            acks.put(Ack(event_id=event_id, status=AckStatus.OPENED))
+        runner = asyncio.create_task(acks.run())
+        await eventually(lambda: link.waiting == min(window, 5))
+        held = link.waiting
+        flushing = asyncio.create_task(acks.flush())
+        link.gate.set()
+        await flushing
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        sent = [p.split(b'"')[3].decode() for p in link.order]
+        return held, acks.most_in_flight, sent, ids, ledger.unacked()
+
+
+async def test_acks_wait_for_their_pubacks_together_in_queue_order(tmp_path):
+    held, most, sent, ids, unacked = await acks_in_flight(tmp_path, window=4)
+    assert held == most == 4  # as many on their way at once as the window allows
+    assert sent == ids  # handed to the client in queue order
+    assert unacked == []  # flush() waited for every one in flight, and each was marked
+
+
+async def test_negative_control_a_window_of_one_holds_one_at_a_time(tmp_path):
+    held, most, sent, ids, unacked = await acks_in_flight(tmp_path, window=1)
+    assert held == most == 1
+    assert (sent, unacked) == (ids, [])
