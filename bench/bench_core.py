@@ -67,6 +67,8 @@ CONNECT_TIMEOUT_S = 1.0  # the naive bridge and the floor use the agent's defaul
 HELD_MS = 20.0  # a delayed-ACK hold is ~40 ms; anything past 20 ms counts as held
 RESULTS = ROOT / "bench" / "results" / "core.md"
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+# How a bridge process runs the agent's CLI (bench_gc wraps it to time garbage collections).
+AGENT_ARGV = ["-m", "agent"]
 WARMUP_TERMINAL = "WARMUP"  # mapped by no bridge: the agent acks it `unmapped`
 
 
@@ -371,7 +373,7 @@ def start_agent(
     log = setup.work / f"{shop}.log"
     root = setup.roots[kind]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
+        [sys.executable, *AGENT_ARGV, "run", "--config", str(cfg)],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         stdin=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
 ORDER = (
     "core.md",
+    "core_holds.md",
     "core_rerun.md",
     "capture.md",
     "soak.md",
@@ -25,6 +26,7 @@ ORDER = (
     "clients.md",
     "console.md",
     "precheck.md",
+    "gc.md",
     "docker.md",
 )
 
