@@ -131,14 +131,28 @@ def fill(ledger, prefix, n):
         claim(ledger, f"{prefix}-{i}", status="opened")
 
 
-def test_an_idle_checkpoint_truncates_the_wal_and_a_busy_one_does_not(tmp_path):
-    with Ledger.open(tmp_path / "l.db", background_checkpoints=True) as ledger:
+def test_an_idle_checkpoint_truncates_a_wal_past_the_limit_and_a_busy_one_does_not(tmp_path):
+    limit = 64 * 1024
+    with Ledger.open(
+        tmp_path / "l.db", background_checkpoints=True, wal_limit_bytes=limit
+    ) as ledger:
         fill(ledger, "a", 300)
         busy = ledger.checkpoint(idle=False)  # negative control: passive leaves the file
-        assert busy == ledger.wal_bytes() > 0
+        assert busy == ledger.wal_bytes() > limit
         fill(ledger, "b", 300)
         assert ledger.checkpoint(idle=True) == ledger.wal_bytes() == 0
         assert ledger.count() == 600  # nothing lost by the truncation
+
+
+def test_an_idle_checkpoint_keeps_a_wal_within_the_limit(tmp_path):
+    # Cut to nothing, the next commit (a sale after an idle while) must grow the file again.
+    with Ledger.open(tmp_path / "l.db", background_checkpoints=True) as ledger:
+        fill(ledger, "a", 10)
+        kept = ledger.checkpoint(idle=True)
+        assert 0 < kept == ledger.wal_bytes() <= ledger.wal_limit_bytes
+        claim(ledger, "next")
+        assert ledger.wal_bytes() == kept  # restarted in place, not grown
+        assert ledger.count() == 11
 
 
 def test_past_the_cap_a_busy_checkpoint_truncates_too(tmp_path):
