@@ -168,8 +168,24 @@ class Early:
         """Drop it unused (nothing was written)."""
         self.sock.close()
 
-    async def finish(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Wait for the handshake; the streams, or PrinterUnreachable (nothing sent)."""
+    def _outcome(self) -> int | None:
+        """The connect's result if it is known already (0: connected), else None.
+
+        The handshake has usually ended while the claim committed: a failed one leaves its
+        error in SO_ERROR (read once: reading clears it), an established one has a peer
+        name (ENOTCONN while still in progress, connect(2)). Either way the loop turn spent
+        waiting for "writable" is saved.
+        """
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            return err
+        try:
+            self.sock.getpeername()
+        except OSError:
+            return None
+        return 0
+
+    async def _writable(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         writable: asyncio.Future[None] = loop.create_future()
         fd = self.sock.fileno()
@@ -187,7 +203,13 @@ class Early:
             raise PrinterUnreachable(self.host, self.port, "connect timed out") from None
         finally:
             loop.remove_writer(fd)
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    async def finish(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Wait for the handshake; the streams, or PrinterUnreachable (nothing sent)."""
+        err = self._outcome()
+        if err is None:
+            await self._writable(timeout)
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.close()
             raise PrinterUnreachable(

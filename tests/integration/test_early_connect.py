@@ -12,13 +12,15 @@ from dataclasses import replace
 import pytest
 
 from agent.core.admission import Ticket
-from agent.core.errors import LedgerError
+from agent.core.errors import LedgerError, PrinterUnreachable
 from agent.core.ratelimit import PulseRateLimiter
 from agent.core.settings import DispatchSettings
+from agent.io import printer_link
 from agent.io.ledger import Ledger
 from agent.service.admission import Admission, Queued
 from agent.service.dispatcher import Dispatcher
 from tests.integration.test_dispatch import printer
+from tests.waiting import eventually
 
 ESC_P = b"\x1bp"  # ESC p m t1 t2: generate pulse (Epson ESC/POS Command Reference)
 
@@ -128,3 +130,26 @@ async def test_a_claim_that_fails_closes_the_early_connection_unwritten(tmp_path
         with conn:
             assert await asyncio.wait_for(loop.sock_recv(conn, 64), 5) == b""  # nothing written
     raw.close()
+
+
+async def test_finish_uses_a_handshake_that_already_ended_and_waits_for_one_in_progress(
+    hanging_port,
+):
+    printer_ = RawPrinter()
+    try:
+        done = printer_link.Early.start("127.0.0.1", printer_.port)
+        assert done is not None
+        await eventually(printer_.handshake_done)
+        assert done._outcome() == 0  # connected: no wait for "writable"
+        reader, writer = await done.finish(timeout=1.0)
+        writer.close()
+        await writer.wait_closed()
+        # Negative control: a SYN the listener dropped is still in progress, so finish()
+        # must wait for it (here until its timeout) instead of taking it as connected.
+        pending = printer_link.Early.start("127.0.0.1", hanging_port.port)
+        assert pending is not None
+        assert pending._outcome() is None
+        with pytest.raises(PrinterUnreachable, match="connect timed out"):
+            await pending.finish(timeout=0.2)
+    finally:
+        printer_.listener.close()
