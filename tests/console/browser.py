@@ -2,7 +2,7 @@
 
 Playwright's own browser download is not available here (and not wanted in CI): the
 system browser is launched through `executable_path`. Screenshots go to
-$DRAWER_AGENT_SCREENSHOTS (docs/console/ when it is set so) or a temporary directory.
+$CONSOLE_SCREENSHOTS (docs/console/ when it is set so) or a temporary directory.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ FAILING_IMPACTS = frozenset({"serious", "critical"})
 
 
 def screenshot_dir() -> Path:
-    """Where screenshots go: $DRAWER_AGENT_SCREENSHOTS, else a fresh temporary directory."""
-    chosen = os.environ.get("DRAWER_AGENT_SCREENSHOTS")
+    """Where screenshots go: $CONSOLE_SCREENSHOTS, else a fresh temporary directory."""
+    chosen = os.environ.get("CONSOLE_SCREENSHOTS")
     path = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="drawer-console-"))
     path.mkdir(parents=True, exist_ok=True)
     return path

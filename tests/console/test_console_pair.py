@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -23,9 +22,6 @@ async def test_a_printed_code_logs_in_once(shop, tmp_path):
         text=True,
         timeout=60,
         check=True,
-        # DRAWER_AGENT_* variables are settings overrides for the CLI; the screenshots
-        # directory of the browser tests is not one (it would exit 2, unknown key).
-        env={k: v for k, v in os.environ.items() if k != "DRAWER_AGENT_SCREENSHOTS"},
     ).stdout
     spelled = re.search(r"code: (\d{4}-\d{4})", out).group(1)
     page = await shop.client.get("/login")
