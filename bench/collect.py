@@ -19,6 +19,7 @@ ORDER = (
     "core_rerun.md",
     "capture.md",
     "soak.md",
+    "soak_wal.md",
     "discovery.md",
     "health.md",
     "failover.md",
