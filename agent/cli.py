@@ -239,9 +239,9 @@ def freeze_heap() -> None:
     """Leave what is alive once the agent is up out of every later garbage collection.
 
     Modules, the model catalogue, settings and the wired agent live as long as the process,
-    yet each full collection walks all of them: 30-45 ms with the loop stopped, measured on
-    the running agent (bench, docs/benchmarks.md), enough to hold an event past 20 ms.
-    Frozen (gc.freeze, Python >= 3.7), a full collection took 1.5 ms.
+    yet each full collection walks all of them: 39-49 ms with the loop stopped in the running
+    agent, enough to hold an event past 20 ms. Frozen (gc.freeze), 0.8 ms
+    (bench/bench_gc.py, bench/results/gc.md).
     """
     gc.collect()
     gc.freeze()

@@ -63,7 +63,6 @@ class AckPublisher:
         self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=ACK_QUEUE_SIZE)
         self.queued_ids: set[str] = set()
         self.published = 0
-        self.window = window
         self.most_in_flight = 0
         # The acks on their way to the broker, so flush() at shutdown waits for them:
         # cancelled before its PUBACK, one would stay unacked in the ledger and be sent a
