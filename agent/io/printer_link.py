@@ -81,12 +81,15 @@ class Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         write_timeout: float,
+        present: bytes = b"",
     ) -> None:
         self.host = host
         self.port = port
         self._reader = reader
         self._writer = writer
         self._write_timeout = write_timeout
+        # The status request an Early connection already sent: its reply is unread.
+        self._present = present
 
     async def _still_open(self) -> None:
         # A printer that accepts and resets at once (a busy single-session NIC) has
@@ -96,9 +99,20 @@ class Session:
             raise PrinterUnreachable(self.host, self.port, "closed the connection before the write")
 
     async def status(self, precheck: Precheck) -> bytes | None:
-        """The pre-check's status reply, None when none came in time; nothing that pulses."""
+        """The pre-check's status reply, None when none came in time; nothing that pulses.
+
+        When the early connection sent (part of) this request already, only the rest is
+        written and the reply is read as usual.
+        """
         await self._still_open()
-        return await _precheck(self.host, self.port, self._reader, self._writer, precheck)
+        sent, self._present = self._present, b""
+        if not precheck.request.startswith(sent):
+            raise PrinterUnreachable(
+                self.host, self.port, "another status request was sent on this connection"
+            )
+        return await _precheck(
+            self.host, self.port, self._reader, self._writer, precheck, already=len(sent)
+        )
 
     async def kick(self, payload: bytes, confirm: Confirm | None = None) -> Sent:
         """Write `payload`, optionally followed by a status request whose reply confirms it.
@@ -109,6 +123,9 @@ class Session:
         DeliveryUncertain when it may have (never retried: a drawer must not open twice).
         """
         host, port, writer = self.host, self.port, self._writer
+        if self._present:
+            # A reply still unread would be taken for the confirm's: never kick behind it.
+            raise PrinterUnreachable(host, port, "the early status reply was not read")
         await self._still_open()
         writer.write(payload + (confirm.request if confirm else b""))
         written_at = time.time()
@@ -136,16 +153,25 @@ class Early:
 
     `start()` sends the SYN at once, without a loop turn, so the TCP handshake with the
     printer runs while the claim is committed; `connect(..., early=...)` finishes it.
-    Nothing is written on it until then. `close()` when it is not used.
+    With a `request` (the pre-kick status request, issue 9), it is written as soon as the
+    handshake ends, so the printer's reply is on its way while the claim commits too. A
+    real-time status request prints nothing and never pulses (PROTOCOLS §2.1, §2.5);
+    nothing else is written on it until then. `close()` when it is not used.
     """
 
-    def __init__(self, host: str, port: int, sock: socket.socket) -> None:
+    def __init__(self, host: str, port: int, sock: socket.socket, request: bytes = b"") -> None:
         self.host = host
         self.port = port
         self.sock = sock
+        self.request = request
+        # What of `request` is written already (all of it, or nothing yet).
+        self.sent = b""
+        # A connect error read from SO_ERROR while sending (reading SO_ERROR clears it).
+        self._failed = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def start(cls, host: str, port: int) -> Early | None:
+    def start(cls, host: str, port: int, request: bytes = b"") -> Early | None:
         """Begin connecting to a numeric IP address; None when that cannot start now."""
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -162,10 +188,40 @@ class Early:
         if err not in (0, errno.EINPROGRESS):
             sock.close()
             return None
-        return cls(host, port, sock)
+        early = cls(host, port, sock, request)
+        if request and not early._send_request():
+            # Still connecting: send it from the loop the moment the socket is writable.
+            early._loop = asyncio.get_running_loop()
+            early._loop.add_writer(sock.fileno(), early._on_writable)
+        return early
+
+    def _send_request(self) -> bool:
+        """Write the request if the handshake has ended; False while it is in progress."""
+        outcome = self._outcome()
+        if outcome is None:
+            return False
+        if outcome:
+            self._failed = outcome  # finish() reports it
+            return True
+        try:
+            written = self.sock.send(self.request)
+        except OSError:
+            return True  # the connection is broken: finish() or the read will say so
+        self.sent = self.request[:written]
+        return True
+
+    def _on_writable(self) -> None:
+        self._unwatch()
+        self._send_request()
+
+    def _unwatch(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_writer(self.sock.fileno())
+            self._loop = None
 
     def close(self) -> None:
-        """Drop it unused (nothing was written)."""
+        """Drop it unused (nothing was written, or only the status request)."""
+        self._unwatch()
         self.sock.close()
 
     def _outcome(self) -> int | None:
@@ -206,7 +262,8 @@ class Early:
 
     async def finish(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Wait for the handshake; the streams, or PrinterUnreachable (nothing sent)."""
-        err = self._outcome()
+        self._unwatch()
+        err = self._failed or self._outcome()
         if err is None:
             await self._writable(timeout)
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -236,15 +293,17 @@ async def connect(
     With `early` (started for this host and port), its handshake is finished instead of a
     new connect. Raises PrinterUnreachable when no connection is made: nothing was sent.
     """
+    present = b""
     if early is not None and (early.host, early.port) == (host, port):
         reader, writer = await early.finish(connect_timeout)
+        present = early.sent
     else:
         if early is not None:
             early.close()
         reader, writer = await _connect(host, port, connect_timeout)
     try:
         _no_delay(writer)
-        yield Session(host, port, reader, writer, write_timeout)
+        yield Session(host, port, reader, writer, write_timeout, present)
     finally:
         await _close(writer, write_timeout)
 
@@ -283,14 +342,17 @@ async def _precheck(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     precheck: Precheck,
+    already: int = 0,
 ) -> bytes | None:
-    """Send the pre-check request and read its reply; None when none came in time.
+    """Send the pre-check request (but its first `already` bytes) and read its reply; None
+    when none came in time.
 
     Nothing but a status request has been written when this raises, so every failure
     here is PrinterUnreachable: safe to retry, no drawer can have opened.
     """
     read = precheck.reply if callable(precheck.reply) else _exactly(precheck.reply)
-    writer.write(precheck.request)
+    if precheck.request[already:]:
+        writer.write(precheck.request[already:])
     try:
         async with asyncio.timeout(precheck.timeout):
             await writer.drain()

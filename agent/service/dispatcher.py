@@ -126,8 +126,11 @@ class Dispatcher:
         """Send the SYN for the next job now, before its claim commits (issue 12, item 2).
 
         Only for an idle lane of a LAN printer whose lock nobody holds: a single-session
-        NIC (PROTOCOLS §3) must never see this beside another connection. Nothing is
-        written on it until the kick table says Write, after 'sending' is durable.
+        NIC (PROTOCOLS §3) must never see this beside another connection. With the
+        pre-kick check on, its status request goes out as soon as the handshake ends, so
+        the reply travels while the claim commits; it prints nothing and never pulses
+        (PROTOCOLS §2.1, §2.5). The kick is written only when the kick table says Write,
+        after 'sending' is durable.
         """
         pq = self.queues.get(printer_id)
         printer = self.printers.get(printer_id)
@@ -144,7 +147,7 @@ class Dispatcher:
             return
         address = self._address(printer)
         if address is not None:
-            early = printer_link.Early.start(*address)
+            early = printer_link.Early.start(*address, request=_early_request(printer))
             if early is not None:
                 self._early[printer_id] = early
 
@@ -311,8 +314,12 @@ class Dispatcher:
         device = self.devices.for_printer(printer)
         address = None if device is not None else self._address(printer)
         early = self._early.pop(job.printer_id, None)
-        if early is not None and (address is None or track.attempts != 1):
-            early.close()  # started for a first attempt on the LAN only
+        if early is not None and (
+            address is None or track.attempts != 1 or early.request != _early_request(printer)
+        ):
+            # Started for a first attempt on the LAN only, with this job's pre-check: a
+            # status reply this attempt would not read must never pass for the confirm's.
+            early.close()
             early = None
         if device is None and address is None:
             reason = "printer address unknown (waiting for discovery to find it)"
@@ -444,6 +451,11 @@ class Dispatcher:
     def _configured_address(self, printer_id: str) -> Address | None:
         printer = self.printers.get(printer_id)
         return None if printer is None or printer.host is None else (printer.host, printer.port)
+
+
+def _early_request(printer: PrinterSettings) -> bytes:
+    """What an early connection may send before the claim commits: the pre-check's request."""
+    return precheck.request(printer.command_set) if printer.precheck else b""
 
 
 def _where(device: DeviceLink | None, address: Address | None) -> str:
