@@ -142,9 +142,9 @@ async def test_finish_uses_a_handshake_that_already_ended_and_waits_for_one_in_p
         assert done is not None
         await eventually(printer_.handshake_done)
         assert done._outcome() == 0  # connected: no wait for "writable"
-        reader, writer = await done.finish(timeout=1.0)
-        writer.close()
-        await writer.wait_closed()
+        sock = await done.finish(timeout=1.0)
+        assert sock.getpeername()[1] == printer_.port
+        sock.close()
         # Negative control: a SYN the listener dropped is still in progress, so finish()
         # must wait for it (here until its timeout) instead of taking it as connected.
         pending = printer_link.Early.start("127.0.0.1", hanging_port.port)
