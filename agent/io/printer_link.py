@@ -1,7 +1,9 @@
-"""Raw TCP 9100 to one printer: connect, write, drain, close (the only socket code for pulses).
+"""Raw TCP 9100 to one printer: connect, write, read, close (the only socket code for pulses).
 
 Most LAN receipt printers accept a single 9100 session and answer a second one with a
 reset (PROTOCOLS §3), so every exchange is short and the connection is always closed.
+A pulse's Session drives its non-blocking socket directly; the status probes
+(`exchange`) use asyncio streams, off the hot path.
 """
 
 from __future__ import annotations

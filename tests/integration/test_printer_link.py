@@ -1,6 +1,7 @@
 """Raw TCP 9100 against real sockets: refused, reset, silent, hanging, healthy."""
 
 import asyncio
+import select
 import socket
 import struct
 
@@ -152,3 +153,47 @@ async def test_silent_or_closing_printer_is_opened_but_unconfirmed():
     assert "closed without a status reply" in closed.note
     assert not silent.confirmed
     assert "no status reply" in silent.note
+
+
+async def test_close_reads_what_came_first_so_the_printer_sees_a_fin_not_a_reset():
+    """Unread bytes at close(2) turn the FIN into a reset (RFC 9293 §3.10.7), and a reset
+    may discard what the printer has not read yet: the link reads them before it closes."""
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+
+    async def printer_side(sock: socket.socket) -> bytes | str:
+        data = b""
+        try:
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 64), 5):
+                data += chunk
+        except ConnectionResetError:
+            return "reset"
+        return data
+
+    try:
+        # Negative control: a plain socket closed with a byte unread resets the printer.
+        plain = socket.create_connection(("127.0.0.1", port))
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 5)
+        with conn:
+            conn.sendall(b"\x23")  # e.g. an unsolicited status byte
+            assert select.select([plain], [], [], 5)[0]  # it has landed, unread
+            plain.close()
+            assert await printer_side(conn) == "reset"
+        # The link: the same unsolicited byte, a kick, and a clean close.
+        early = printer_link.Early.start("127.0.0.1", port)
+        assert early is not None
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 5)
+        with conn:
+            conn.sendall(b"\x23")
+            assert select.select([early.sock], [], [], 5)[0]  # it has landed
+            async with printer_link.connect(
+                "127.0.0.1", port, connect_timeout=1, write_timeout=1, early=early
+            ) as session:
+                await session.kick(KICK)
+            assert await printer_side(conn) == KICK
+    finally:
+        listener.close()
