@@ -55,12 +55,19 @@ class AckPublisher:
     """
 
     def __init__(
-        self, link: MqttLink, topics: Topics, ledger: Ledger, window: int = ACK_WINDOW
+        self,
+        link: MqttLink,
+        topics: Topics,
+        ledger: Ledger,
+        window: int = ACK_WINDOW,
+        queue_size: int = ACK_QUEUE_SIZE,
     ) -> None:
         self.link = link
         self.topics = topics
         self.ledger = ledger
-        self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=ACK_QUEUE_SIZE)
+        self.queue: asyncio.Queue[Ack] = asyncio.Queue(maxsize=queue_size)
+        # Set each time an ack leaves the queue: intake waits on it when the queue is full.
+        self._taken = asyncio.Event()
         self.queued_ids: set[str] = set()
         self.published = 0
         self.most_in_flight = 0
@@ -86,6 +93,7 @@ class AckPublisher:
         async with asyncio.TaskGroup() as tg:
             while True:
                 ack = await self.queue.get()
+                self._taken.set()
                 await self._room.acquire()
                 self._sending += 1
                 self.most_in_flight = max(self.most_in_flight, self._sending)
@@ -99,7 +107,20 @@ class AckPublisher:
             if self._in_flight:
                 await asyncio.wait(set(self._in_flight))
             else:
-                await self._publish(self.queue.get_nowait())
+                ack = self.queue.get_nowait()
+                self._taken.set()
+                await self._publish(ack)
+
+    async def wait_room(self) -> None:
+        """Return once the queue can take an ack: intake waits here before its next message.
+
+        A flood (a POS publishing in a loop) then waits at the broker, unacknowledged QoS 1
+        messages, instead of filling the queue: a `rejected` ack dropped from a full queue
+        could never be resent, the ledger keeps no acked flag for a refusal.
+        """
+        while self.queue.full():
+            self._taken.clear()
+            await self._taken.wait()
 
     async def _send(self, ack: Ack) -> None:
         try:
@@ -242,6 +263,7 @@ class Intake:
 
     async def handle(self, msg: Incoming) -> None:
         """Handle one message; the PUBACK goes out once the ledger has what it needs."""
+        await self.reporter.acks.wait_room()
         now = self.clock()
         try:
             ack = self._process(msg, now)

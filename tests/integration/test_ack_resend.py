@@ -116,3 +116,26 @@ async def test_negative_control_a_window_of_one_holds_one_at_a_time(tmp_path):
     held, most, sent, ids, unacked = await acks_in_flight(tmp_path, window=1)
     assert held == most == 1
     assert (sent, unacked) == (ids, [])
+
+
+async def test_a_full_ack_queue_holds_the_next_message_until_an_ack_leaves(tmp_path):
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        link = GatedLink()
+        acks = AckPublisher(link, Topics("t"), ledger, window=1, queue_size=2)
+        # Negative control: with room in the queue, intake does not wait.
+        await asyncio.wait_for(acks.wait_room(), 5)
+        for event_id in ("e0", "e1"):
+            final(ledger, event_id)
+            acks.put(Ack(event_id=event_id, status=AckStatus.OPENED))
+        waiting = asyncio.create_task(acks.wait_room())
+        for _ in range(5):
+            await asyncio.sleep(0)  # loop turns, not time: nothing can free a place yet
+        assert not waiting.done()  # full: the next message stays with the broker
+        runner = asyncio.create_task(acks.run())
+        await asyncio.wait_for(waiting, 5)  # e0 left the queue for the broker
+        assert not acks.queue.full()
+        link.gate.set()
+        await acks.flush()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        assert ledger.unacked() == []
