@@ -40,11 +40,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.core.settings import SecuritySettings
 from bench.common import (
     KICK,
     ROOT,
@@ -358,7 +359,11 @@ def with_overrides(lines: list[str], overrides: Iterable[str]) -> list[str]:
     for item in overrides:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
-        out.insert(out.index(f"[{section}]") + 1, f"{name} = {value}")
+        start = out.index(f"[{section}]") + 1
+        end = next((i for i in range(start, len(out)) if out[i].startswith("[")), len(out))
+        # A key the base config sets already is replaced: TOML refuses a key set twice.
+        out[start:end] = [ln for ln in out[start:end] if not ln.startswith(f"{name} =")]
+        out.insert(start, f"{name} = {value}")
     return out
 
 
@@ -420,7 +425,7 @@ class Case:
     """One measured cell."""
 
     bridge: str  # hop | tcp | floor | checked | naive | agent | before
-    scenario: str  # floor | calm | hung | sustained | refusing
+    scenario: str  # floor | calm | hung | sustained | storm | refusing
     rate: float
     duration: float
     broker: str = "default"  # default | tuned (set_tcp_nodelay true) | bulk (tuned, no limits)
@@ -460,6 +465,7 @@ class Phase:
     cpu_pct: float = math.nan
     hwm_mb: float = math.nan
     last_pulse_s: float = math.nan
+    last_ack_s: float = math.nan
     load: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -533,6 +539,9 @@ def run_phase(
     publish_s = time.perf_counter() - t_pub
     skip = skipped_printers(case)
     per_printer = expected_pulses(events, skip)
+    if case.scenario == "storm":
+        # The shipped limit: each drawer opens at most STORM_LIMIT times a minute.
+        per_printer = [min(n, STORM_LIMIT) for n in per_printer]
     farm.wait(per_printer, drain_s)
     # A hung printer's events are acked only at their deadline (max_age_s): not waited for.
     ids = [e for e, idx, _ in events if case.scenario == "refusing" or idx not in skip]
@@ -541,6 +550,12 @@ def run_phase(
     cpu1, wall1 = proc_cpu_s(pid), time.monotonic()
     pulses, _ = farm.dump()
     lat, missing, dup, last = match(events, pulses, skip)
+    if case.scenario == "storm":
+        # Pulses past the limit are the doubled ones; the events refused are not missing.
+        counts = list(zip((len(got) for got in pulses), per_printer, strict=True))
+        dup = sum(max(0, got - want) for got, want in counts)
+        missing = sum(max(0, want - got) for got, want in counts)
+        lat = lat[: sum(per_printer) - missing]
     ph = Phase(
         case=case,
         published=count,
@@ -576,6 +591,8 @@ def collect_acks(ph: Phase, pub: Publisher, events: list[tuple[str, int, float]]
         ack_lat.append((lst[0][1] - sent_at[eid]) * 1000.0)
     ph.acked_events = len([e for e in acks if e in sent_at])
     ph.ack_lat = Summary.of(ack_lat, len(sent_at) - len(ack_lat))
+    if events and ack_lat:
+        ph.last_ack_s = max(lst[0][1] for e, lst in acks.items() if e in sent_at) - events[0][2]
 
 
 def floor_hop(pub: Publisher, broker: int, work: Path, case: Case) -> Phase:
@@ -701,6 +718,9 @@ class Plan:
         yield from self.quickack_cases(agents)
         for b in bridges:
             yield Case(b, "sustained", self.sustained_rate, self.sustained_s, broker="bulk")
+        shipped = (f"security.max_pulses_per_minute={STORM_LIMIT}",)
+        for a in agents:
+            yield Case(a, "storm", self.sustained_rate, self.sustained_s, "bulk", agent_set=shipped)
         for a in agents:
             yield Case(a, "refusing", 2, 3.0, agent_set=("security.max_age_s=1",))
 
@@ -732,6 +752,11 @@ class Plan:
             for b in ("floor", *agents):
                 yield Case(b, "calm", self.matrix_rate, dur, broker=broker, pos_nodelay=pos)
 
+
+# security.max_pulses_per_minute as the agent ships it.
+STORM_LIMIT: int = next(
+    f.default for f in fields(SecuritySettings) if f.name == "max_pulses_per_minute"
+)
 
 FULL = Plan({1: 10.0, 50: 6.0, 500: 4.0}, (50, 500), 50, 2200, 5.0, 5.0)
 QUICK = Plan({1: 3.0, 50: 2.0, 500: 1.0}, (50,), 50, 2200, 2.0, 4.0)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_core import CONNECT_TIMEOUT_S, HELD_MS, PRINTERS, Phase, Plan
+from bench.bench_core import CONNECT_TIMEOUT_S, HELD_MS, PRINTERS, STORM_LIMIT, Phase, Plan
 from bench.common import fmt_ms, ratio
 
 Lines = list[str]
@@ -296,6 +296,38 @@ def sustained_section(r: Results, plan: Plan) -> Lines:
     return [*out, ""]
 
 
+def answer_rate(p: Phase) -> float:
+    """Events answered (first ack) per second, from the first publish to the last answer."""
+    return (p.acked_events / p.last_ack_s) if p.last_ack_s and p.acked_events else math.nan
+
+
+def storm_section(r: Results, plan: Plan) -> Lines:
+    """The sustained rate again, on the limits the agent ships with."""
+    rate = plan.sustained_rate
+    out = [
+        f"## Storm: {rate} ev/s for {plan.sustained_s:g} s on the shipped limits\n",
+        "The same load as above (same broker), with `max_pulses_per_minute` at its shipped "
+        f"value ({STORM_LIMIT} per drawer): what a shop's agent does when a POS floods its "
+        "topic. Each drawer opens that many times; every other event must get its own "
+        "`rejected` ack (rate limited) and no pulse. *answered* = events with an ack by the "
+        "end of the drain window; *answer rate* = answered ÷ (last first-ack − first publish).\n",
+        "| agent | published | publish rate | answered | unanswered | answer rate | pulses "
+        "(limit) | acks | doubled | publish → ack p50 / p99 | CPU | peak RSS (VmHWM) |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|---:|",
+    ]
+    for kind in r.agents():
+        p = r.get(kind, "storm", rate, broker="bulk")
+        if p is None or p.ack_lat is None:
+            continue
+        out.append(
+            f"| {NAMES[kind]} | {p.published} | {p.published / p.publish_s:.0f}/s | "
+            f"{p.acked_events} | {p.published - p.acked_events} | {answer_rate(p):.0f}/s | "
+            f"{p.pulses} ({p.expected}) | {acks_cell(p)} | {p.dup + p.multi_acked} | "
+            f"{pair(p.ack_lat.p50, p.ack_lat.p99)} | {p.cpu_pct:.0f}% | {p.hwm_mb:.1f} MB |"
+        )
+    return [*out, ""]
+
+
 def refusing_section(r: Results) -> Lines:
     """A refusing printer: the agent retries until the deadline, then acks `failed`."""
     out = [
@@ -365,6 +397,21 @@ def target_rows(r: Results, plan: Plan, kind: str) -> Lines:
             f"{s.published / s.publish_s:.0f}/s, delivered {delivery_rate(s):.0f}/s, loss "
             f"{s.loss}, dup {s.dup}, CPU {s.cpu_pct:.0f}% | {met(ok)} |"
         )
+    st = r.get(kind, "storm", plan.sustained_rate, broker="bulk")
+    if st:
+        ok = (
+            answer_rate(st) >= 2000
+            and st.acked_events == st.published
+            and st.pulses == st.expected
+            and st.dup == 0
+            and st.multi_acked == 0
+        )
+        out.append(
+            f"| {name}: the same {plan.sustained_rate} ev/s on the shipped limits: every event "
+            f"answered at ≥ 2,000 ev/s, {STORM_LIMIT} pulses per drawer, 0 doubled | answered "
+            f"{st.acked_events} of {st.published} at {answer_rate(st):.0f}/s, pulses "
+            f"{st.pulses} of {st.expected}, doubled {st.dup + st.multi_acked} | {met(ok)} |"
+        )
     mine = [p for p in r.phases if p.case.bridge == kind]
     if mine:
         peak = max(p.hwm_mb for p in mine)
@@ -431,6 +478,7 @@ def render(
         matrix_section(r, plan),
         ack_section(r, plan),
         sustained_section(r, plan),
+        storm_section(r, plan),
         refusing_section(r),
         notes_section(r),
     ]
