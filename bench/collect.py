@@ -17,6 +17,8 @@ ORDER = (
     "core.md",
     "core_holds.md",
     "core_rerun.md",
+    "core_0756.md",
+    "trace.md",
     "capture.md",
     "soak.md",
     "soak_wal.md",
