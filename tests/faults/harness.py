@@ -55,6 +55,33 @@ async def paced(events: Sequence[dict[str, Any]], rate: float) -> AsyncIterator[
         yield i, ev
 
 
+def lost_pubacks(
+    pubacks: Sequence[tuple[int, str]],
+    republished: Sequence[tuple[str, object]],
+    republished_puback: Sequence[int],
+    acks: dict[str, list[dict[str, Any]]],
+) -> list[int]:
+    """Positions in `pubacks` of the PUBACKed copies the broker then lost (ReliablePos's
+    records: each PUBACK, each re-publish with its ledger note and the PUBACK it followed).
+
+    Not in the ledger when re-published is not yet lost: with the agent still
+    reconnecting, its first copy may come later. A copy was lost when the agent acked
+    fewer copies of the event than the broker PUBACKed (it acks each, a repeat `duplicate`).
+    """
+    copies = Counter(e for _, e in pubacks)
+    return [
+        republished_puback[n]
+        for n, (e, note) in enumerate(republished)
+        if note == "not in the ledger" and len(acks.get(e, ())) < copies[e]
+    ]
+
+
+def pubacks_after(pubacks: Sequence[tuple[int, str]], position: int) -> int:
+    """How many PUBACKs came after `position` on the same connection."""
+    connection = pubacks[position][0]
+    return sum(1 for c, _ in pubacks[position + 1 :] if c == connection)
+
+
 def terminal(i: int) -> str:
     return f"T{i:03d}"
 
@@ -267,6 +294,10 @@ class ReliablePos:
         self.ack_timeout = ack_timeout
         self.on_republish = on_republish
         self.republished: list[tuple[str, object]] = []
+        # Every PUBACK in arrival order, as (connection number, event_id), and for each
+        # re-publish the position of the PUBACK it follows: which PUBACK a kill -9 can undo.
+        self.pubacks: list[tuple[int, str]] = []
+        self.republished_puback: list[int] = []
         self.connected = asyncio.Event()
         self.connects = 0
         self.publishes = 0
@@ -337,15 +368,17 @@ class ReliablePos:
 
     async def _deliver(self, event_id: str, payload: bytes) -> None:
         while True:
-            await self._publish_until_puback(event_id, payload)
+            puback = await self._publish_until_puback(event_id, payload)
             if self.ack_timeout is None:
                 return
             if await self.wait_for(lambda: self.final(event_id) is not None, self.ack_timeout):
                 return
             note = self.on_republish(event_id) if self.on_republish else None
             self.republished.append((event_id, note))
+            self.republished_puback.append(puback)
 
-    async def _publish_until_puback(self, event_id: str, payload: bytes) -> None:
+    async def _publish_until_puback(self, event_id: str, payload: bytes) -> int:
+        """Publish until PUBACKed; the PUBACK's position in `pubacks`."""
         while True:
             await self.connected.wait()
             self.publishes += 1
@@ -358,7 +391,8 @@ class ReliablePos:
                 await asyncio.sleep(0.2)  # the POS's retry interval
                 continue
             self.confirmed.add(event_id)
-            return
+            self.pubacks.append((self.connects, event_id))
+            return len(self.pubacks) - 1
 
     def final(self, event_id: str) -> dict[str, Any] | None:
         """The event's outcome ack (not a `duplicate` of a redelivery)."""
