@@ -42,6 +42,13 @@ TCP_QUICKACK: int | None = (
     getattr(socket, "TCP_QUICKACK", None) if sys.platform == "linux" else None
 )
 
+# Reconnect delays: 0.25-0.5 s, then doubling up to 2.5-5 s (equal jitter). Events wait at
+# the broker while we are away, and a drawer is wanted within seconds: with a 30 s cap, three
+# broker restarts within 3 s (tests/faults/test_broker_kill.py) kept the agent away 9 s after
+# the broker was back. 500 shops retrying every 2.5-5 s are 100-200 CONNECTs a second,
+# nothing for a broker cluster.
+RECONNECT = Backoff(base=0.5, factor=2.0, cap=5.0)
+
 AfterRead = Callable[[socket.socket], None]
 
 
@@ -214,7 +221,7 @@ class MqttLink:
         self.will = will
         # Run on paho's socket after each read of it: the TCP_QUICKACK re-arm on Linux.
         self.after_read = after_read
-        self.backoff = backoff or Backoff(base=0.5, factor=2.0, cap=30.0)
+        self.backoff = backoff or RECONNECT
         self.rng = rng or random.Random()
         self.generation = 0
         self.nodes = settings.endpoints()
