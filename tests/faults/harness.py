@@ -76,10 +76,14 @@ def lost_pubacks(
     ]
 
 
-def pubacks_after(pubacks: Sequence[tuple[int, str]], position: int) -> int:
-    """How many PUBACKs came after `position` on the same connection."""
-    connection = pubacks[position][0]
-    return sum(1 for c, _ in pubacks[position + 1 :] if c == connection)
+def kept_after(pubacks: Sequence[tuple[int, str]], position: int, lost: Iterable[int]) -> int:
+    """How many PUBACKs after `position` on the same connection were not lost."""
+    connection, gone = pubacks[position][0], set(lost)
+    return sum(
+        1
+        for q in range(position + 1, len(pubacks))
+        if pubacks[q][0] == connection and q not in gone
+    )
 
 
 def terminal(i: int) -> str:
@@ -288,13 +292,25 @@ class ReliablePos:
         )
         # Publishes wait for PUBACKs in parallel on purpose; aiomqtt warns past 10.
         self.client.pending_calls_threshold = 10_000
+        # Connections counted at their CONNACK, in paho's callback: on a resumed session the
+        # broker PUBACKs the resent publishes before `async with` has even returned, and
+        # those PUBACKs belong to the new connection.
+        self.connacks = 0
+        paho = self.client._client
+        aiomqtt_on_connect = paho.on_connect
+
+        def on_connect(*args: Any, **kwargs: Any) -> None:
+            self.connacks += 1
+            aiomqtt_on_connect(*args, **kwargs)
+
+        paho.on_connect = on_connect
         self.publish_timeout = publish_timeout
         # End to end: a PUBACK only means the broker has it (mosquitto acks before its
         # snapshot is on disk), so a real POS re-publishes what the *agent* never acked.
         self.ack_timeout = ack_timeout
         self.on_republish = on_republish
         self.republished: list[tuple[str, object]] = []
-        # Every PUBACK in arrival order, as (connection number, event_id), and for each
+        # Every PUBACK in arrival order, as (CONNACK number, event_id), and for each
         # re-publish the position of the PUBACK it follows: which PUBACK a kill -9 can undo.
         self.pubacks: list[tuple[int, str]] = []
         self.republished_puback: list[int] = []
@@ -391,14 +407,22 @@ class ReliablePos:
                 await asyncio.sleep(0.2)  # the POS's retry interval
                 continue
             self.confirmed.add(event_id)
-            self.pubacks.append((self.connects, event_id))
+            self.pubacks.append((self.connacks, event_id))
             return len(self.pubacks) - 1
 
     def final(self, event_id: str) -> dict[str, Any] | None:
-        """The event's outcome ack (not a `duplicate` of a redelivery)."""
-        for ack in self.acks.get(event_id, ()):
+        """The event's outcome ack, or the outcome a `duplicate` answer to a re-publish names."""
+        acks = self.acks.get(event_id, ())
+        for ack in acks:
             if ack["status"] in FINAL:
                 return ack
+        # A kill -9 can lose the outcome ack itself after the broker PUBACKed it to the
+        # agent, which then never sends it again. The POS re-publishes, as the README's
+        # contract says, and learns the outcome from the `duplicate` answer's detail.
+        for ack in acks:
+            first = (ack.get("detail") or "").removeprefix("already handled: ")
+            if ack["status"] == "duplicate" and first in FINAL:
+                return {**ack, "status": first, "learned_from": "duplicate"}
         return None
 
     def onlines(self) -> set[float]:
