@@ -295,13 +295,14 @@ class ReliablePos:
         # Connections counted at their CONNACK, in paho's callback: on a resumed session the
         # broker PUBACKs the resent publishes before `async with` has even returned, and
         # those PUBACKs belong to the new connection.
-        self.connacks = 0
+        self.connects = 0
         paho = self.client._client
         aiomqtt_on_connect = paho.on_connect
 
-        def on_connect(*args: Any, **kwargs: Any) -> None:
-            self.connacks += 1
-            aiomqtt_on_connect(*args, **kwargs)
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, *rest: Any) -> None:
+            if not reason.is_failure:
+                self.connects += 1
+            aiomqtt_on_connect(client, userdata, flags, reason, *rest)
 
         paho.on_connect = on_connect
         self.publish_timeout = publish_timeout
@@ -315,7 +316,6 @@ class ReliablePos:
         self.pubacks: list[tuple[int, str]] = []
         self.republished_puback: list[int] = []
         self.connected = asyncio.Event()
-        self.connects = 0
         self.publishes = 0
         self.retries = 0
         self.confirmed: set[str] = set()
@@ -350,7 +350,6 @@ class ReliablePos:
                 async with self.client:
                     await self.client.subscribe(self.topics.acks, qos=1)
                     await self.client.subscribe(self.topics.agent_status, qos=1)
-                    self.connects += 1
                     self.connected.set()
                     async for msg in self.client.messages:
                         await self._on_message(msg)
@@ -407,7 +406,7 @@ class ReliablePos:
                 await asyncio.sleep(0.2)  # the POS's retry interval
                 continue
             self.confirmed.add(event_id)
-            self.pubacks.append((self.connacks, event_id))
+            self.pubacks.append((self.connects, event_id))
             return len(self.pubacks) - 1
 
     def final(self, event_id: str) -> dict[str, Any] | None:
